@@ -1,0 +1,178 @@
+"""The command side: loads a participant, lets a rule-checked command decide, records the facts.
+
+`TCLedger` is an `eventsourcing` Application. It knows nothing of HTTP, SQL or keys: the
+mapper that encrypts and the recorder that stores are given to it by `infra`, and
+`record_with` passes through to the recorder so that side records (an idempotency answer)
+commit in the same transaction as the events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import (
+    JSONTranscoder,
+    Mapper,
+    RecordConflictError,
+    Transcoding,
+)
+
+from domain import events as ev
+from domain.errors import ParticipantNotFound, VersionMismatch
+from domain.participant import Participant
+from domain.policy import PolicyBook, ProgramPolicy
+from domain.provenance import Provenance
+from domain.retention import ErasureRecord, erasure_record_id
+
+Command = Callable[[Participant, ProgramPolicy], Any]
+Guard = Callable[[Participant], None]
+
+CONFLICT_RETRIES = 3
+
+
+class DataKeys(Protocol):
+    """What the command side needs of key management: the power to shred a stream's key."""
+
+    def destroy_data_key(self, stream_id: UUID) -> None: ...
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    id: UUID
+    version: int
+    position: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class DateAsISO(Transcoding):
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+class TCLedger(Application[UUID]):
+    name = "tcledger"
+    env = {"AGGREGATE_CACHE_MAXSIZE": "10000", "COMPRESSOR_TOPIC": ""}
+
+    def __init__(self, policies: PolicyBook, keys: DataKeys, env: dict[str, str] | None = None,
+                 mapper: Mapper[UUID] | None = None) -> None:
+        self.policies = policies
+        self.keys = keys
+        self._given_mapper = mapper
+        super().__init__(env)
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        if self._given_mapper is not None:
+            self._given_mapper.transcoder = self.construct_transcoder()
+            return self._given_mapper
+        return super().construct_mapper()
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def participant(self, participant_id: UUID, version: int | None = None) -> Participant:
+        try:
+            participant = self.repository.get(participant_id, version=version)
+        except AggregateNotFoundError:
+            raise ParticipantNotFound(participant_id) from None
+        if not isinstance(participant, Participant):
+            raise ParticipantNotFound(participant_id)
+        return participant
+
+    def participant_as_of(self, participant_id: UUID, recorded_by: datetime) -> Participant:
+        """The record as it stood at a recorded time: later entries, even back-dated, left out."""
+        version = 0
+        for event in self.history(participant_id):
+            if event.timestamp > recorded_by:
+                break
+            version = event.originator_version
+        if version == 0:
+            raise ParticipantNotFound(participant_id)
+        return self.participant(participant_id, version=version)
+
+    def history(self, participant_id: UUID) -> Iterator[ev.ParticipantEvent]:
+        found = False
+        for event in self.events.get(participant_id):
+            found = True
+            assert isinstance(event, ev.ParticipantEvent)
+            yield event
+        if not found:
+            raise ParticipantNotFound(participant_id)
+
+    def policy_of(self, participant: Participant) -> ProgramPolicy:
+        policy = self.policies.get(participant.state.program)
+        assert policy is not None, "a participant's program is always loaded"
+        return policy
+
+    # --- writes --------------------------------------------------------------------------
+
+    def admit(self, program: ProgramPolicy, by: Provenance,
+              record_with: dict[str, Any] | None = None, **fields: Any) -> WriteResult:
+        participant = Participant.admit(program, by=by, **fields)
+        return self._save(participant, {}, record_with)
+
+    def execute(self, participant_id: UUID, command: Command, *,
+                expected_version: int | None = None, guard: Guard | None = None,
+                record_with: dict[str, Any] | None = None) -> WriteResult:
+        """Runs a command against the current record; retries when another writer won a race."""
+        for attempt in range(CONFLICT_RETRIES):
+            participant = self.participant(participant_id)
+            if guard is not None:
+                guard(participant)
+            if expected_version is not None and expected_version != participant.version:
+                raise VersionMismatch(expected_version, participant.version)
+            outcome = command(participant, self.policy_of(participant))
+            extra = outcome if isinstance(outcome, dict) else {}
+            try:
+                return self._save(participant, extra, record_with)
+            except RecordConflictError:
+                if expected_version is not None or attempt == CONFLICT_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def erase(self, participant_id: UUID, by: Provenance, reason: str,
+              record_with: dict[str, Any] | None = None) -> WriteResult:
+        """Crypto-shreds a participant: the erasure is recorded on its own stream, then the key goes."""
+        participant = self.participant(participant_id)
+        participant.check_erasable()
+        record = ErasureRecord.create(participant_id, participant.version, by, reason)
+        result = self._save(record, {}, record_with)
+        self.keys.destroy_data_key(participant_id)
+        self.forget(participant_id)
+        return WriteResult(participant_id, participant.version, result.position)
+
+    def erasure_of(self, participant_id: UUID) -> ErasureRecord | None:
+        try:
+            record = self.repository.get(erasure_record_id(participant_id))
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(record, ErasureRecord)
+        return record
+
+    def forget(self, participant_id: UUID) -> None:
+        """Drops any decrypted copy of the record held in memory."""
+        cache = self.repository.cache
+        if cache is not None:
+            try:
+                cache.get(participant_id, evict=True)
+            except KeyError:
+                pass
+
+    def _save(self, aggregate: Participant | ErasureRecord, extra: dict[str, Any],
+              record_with: dict[str, Any] | None) -> WriteResult:
+        recordings = self.save(aggregate, **(record_with or {}))
+        position = recordings[-1].notification.id if recordings else 0
+        return WriteResult(aggregate.id, aggregate.version, position, extra)

@@ -1,0 +1,131 @@
+"""The event recorders: the library's, plus immutability and same-transaction side records.
+
+Both stores get the same two additions:
+- the stored events refuse UPDATE and DELETE (a trigger), so history can only grow;
+- an idempotency answer passed as `record_with={"idempotency": ...}` is written in the
+  same transaction as the events, so a retried request can never record a fact twice.
+tcledger's own tables are created here too, beside the events they belong with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+SIDE_TABLES = (
+    "CREATE TABLE IF NOT EXISTS tcledger_data_keys ("
+    " stream_id TEXT PRIMARY KEY, kek_id TEXT NOT NULL, wrapped {blob},"
+    " created_at TEXT NOT NULL, destroyed_at TEXT)",
+    "CREATE TABLE IF NOT EXISTS tcledger_tokens ("
+    " token_id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
+    " role TEXT NOT NULL, facility TEXT, created_at TEXT NOT NULL, revoked_at TEXT)",
+    "CREATE TABLE IF NOT EXISTS tcledger_idempotency ("
+    " actor_id TEXT NOT NULL, idempotency_key TEXT NOT NULL, request_hash TEXT NOT NULL,"
+    " status INTEGER NOT NULL, body TEXT NOT NULL, created_at TEXT NOT NULL,"
+    " PRIMARY KEY (actor_id, idempotency_key))",
+)
+
+INSERT_IDEMPOTENCY = (
+    "INSERT INTO tcledger_idempotency"
+    " (actor_id, idempotency_key, request_hash, status, body, created_at)"
+    " VALUES ({p}, {p}, {p}, {p}, {p}, {p})")
+
+IMMUTABLE_MESSAGE = "tcledger: stored events are immutable"
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """The first answer to a request, kept so that its retries get the same answer."""
+
+    actor_id: str
+    key: str
+    request_hash: str
+    status: int
+    body: dict[str, Any] = field(default_factory=dict)
+
+    def row(self, position: int | None) -> tuple[Any, ...]:
+        body = dict(self.body)
+        if position is not None:
+            body["position"] = position
+        return (self.actor_id, self.key, self.request_hash, self.status,
+                json.dumps(body, sort_keys=True), datetime.now(UTC).isoformat())
+
+
+class SQLiteEventRecorder(SQLiteApplicationRecorder):
+    def construct_create_table_statements(self) -> list[str]:
+        table = self.events_table_name
+        return [*super().construct_create_table_statements(),
+                *(s.format(blob="BLOB") for s in SIDE_TABLES),
+                f"CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{IMMUTABLE_MESSAGE}'); END",
+                f"CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{IMMUTABLE_MESSAGE}'); END"]
+
+    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
+                       **kwargs: Any) -> Sequence[int] | None:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        record = kwargs.get("idempotency")
+        if isinstance(record, IdempotencyRecord):
+            c.execute(INSERT_IDEMPOTENCY.format(p="?"), record.row(ids[-1] if ids else None))
+        return ids
+
+
+    def positions(self, stream_id: UUID) -> dict[int, int]:
+        """Global log position of each version of a stream."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT originator_version, rowid FROM {self.events_table_name}"
+                      " WHERE originator_id = ?", (stream_id.hex,))
+            return {row[0]: row[1] for row in c.fetchall()}
+
+
+class PostgresEventRecorder(PostgresApplicationRecorder):
+    def __init__(self, datastore: PostgresDatastore, *,
+                 events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema, table = Identifier(datastore.schema), Identifier(events_table_name)
+        function = Identifier(f"{events_table_name}_refuse_change")
+        self.sql_create_statements.extend([
+            *(SQL(s.format(blob="BYTEA")) for s in SIDE_TABLES),  # type: ignore[arg-type]
+            SQL("CREATE OR REPLACE FUNCTION {schema}.{function}() RETURNS trigger "
+                "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '" + IMMUTABLE_MESSAGE
+                + " (% refused)', TG_OP USING ERRCODE = 'insufficient_privilege'; END $$"
+                ).format(schema=schema, function=function),
+            SQL("CREATE OR REPLACE TRIGGER {trigger} BEFORE UPDATE OR DELETE ON "
+                "{schema}.{table} FOR EACH ROW EXECUTE FUNCTION {schema}.{function}()").format(
+                trigger=Identifier(f"{events_table_name}_immutable_rows"), schema=schema,
+                table=table, function=function),
+            SQL("CREATE OR REPLACE TRIGGER {trigger} BEFORE TRUNCATE ON {schema}.{table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{function}()").format(
+                trigger=Identifier(f"{events_table_name}_no_truncate"), schema=schema,
+                table=table, function=function),
+        ])
+
+    def positions(self, stream_id: UUID) -> dict[int, int]:
+        """Global log position of each version of a stream."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT originator_version, notification_id FROM {schema}.{table}"
+                             " WHERE originator_id = %s").format(
+                schema=Identifier(self.datastore.schema),
+                table=Identifier(self.events_table_name)), (stream_id,))
+            return {row["originator_version"]: row["notification_id"] for row in curs.fetchall()}
+
+    def _fetch_ids_after_insert_events(self, curs: Cursor[DictRow],
+                                       stored_events: Sequence[StoredEvent],
+                                       **kwargs: Any) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        record = kwargs.get("idempotency")
+        if isinstance(record, IdempotencyRecord):
+            curs.execute(INSERT_IDEMPOTENCY.format(p="%s").encode(),  # type: ignore[arg-type]
+                         record.row(ids[-1] if ids else None))
+        return ids

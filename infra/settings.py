@@ -1,0 +1,42 @@
+"""Settings, read once from the environment (every variable starts with TCLEDGER_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_VAR_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TCLEDGER_", extra="ignore")
+
+    env: Literal["development", "production"] = Field(
+        "development", description="production refuses to start without explicit keys")
+    database_url: str = Field(
+        "", description="postgresql://user@host:port/db; empty: SQLite file under var_dir")
+    var_dir: Path = Field(DEFAULT_VAR_DIR, description="where the SQLite file and dev keys live")
+    kek: str = Field("", description="key-encryption key, 32 bytes in base64")
+    kek_file: Path | None = Field(None, description="file holding the key-encryption key")
+    policy_files: str = Field("", description="comma-separated program policy TOML files")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_body_bytes: int = Field(65536, description="largest accepted request body")
+    aggregate_cache_size: int = Field(10000, description="participants kept decoded in memory")
+    pg_pool_size: int = Field(10, description="PostgreSQL connections kept open")
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.var_dir / "tcledger.sqlite3"
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def policy_paths(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.policy_files.split(",") if p.strip()]
