@@ -21,9 +21,10 @@ from eventsourcing.persistence import (
     RecordConflictError,
     Transcoding,
 )
+from eventsourcing.utils import get_topic
 
 from domain import events as ev
-from domain.errors import ParticipantNotFound, VersionMismatch
+from domain.errors import ParticipantErased, ParticipantNotFound, VersionMismatch
 from domain.participant import Participant
 from domain.policy import PolicyBook, ProgramPolicy
 from domain.provenance import Provenance
@@ -31,6 +32,9 @@ from domain.retention import ErasureRecord, erasure_record_id
 
 Command = Callable[[Participant, ProgramPolicy], Any]
 Guard = Callable[[Participant], None]
+# Side records to commit with the events, built once the command has decided: given the
+# stream id, its version after the write and the command's outcome (new ids).
+RecordWith = Callable[[UUID, int, dict[str, Any]], dict[str, Any]]
 
 CONFLICT_RETRIES = 3
 
@@ -85,7 +89,7 @@ class TCLedger(Application[UUID]):
 
     def participant(self, participant_id: UUID, version: int | None = None) -> Participant:
         try:
-            participant = self.repository.get(participant_id, version=version)
+            participant: object = self.repository.get(participant_id, version=version)
         except AggregateNotFoundError:
             raise ParticipantNotFound(participant_id) from None
         if not isinstance(participant, Participant):
@@ -112,6 +116,22 @@ class TCLedger(Application[UUID]):
         if not found:
             raise ParticipantNotFound(participant_id)
 
+    def admissions(self, after: int = 0,
+                   batch: int = 500) -> Iterator[tuple[int, Participant]]:
+        """Every readable participant in admission order, with its admission's log position."""
+        topics = [get_topic(ev.ParticipantAdmitted)]
+        while True:
+            notes = self.recorder.select_notifications(
+                start=after, limit=batch, topics=topics, inclusive_of_start=False)
+            for note in notes:
+                try:
+                    yield note.id, self.participant(UUID(str(note.originator_id)))
+                except ParticipantErased:
+                    continue
+            if len(notes) < batch:
+                return
+            after = notes[-1].id
+
     def policy_of(self, participant: Participant) -> ProgramPolicy:
         policy = self.policies.get(participant.state.program)
         assert policy is not None, "a participant's program is always loaded"
@@ -120,13 +140,13 @@ class TCLedger(Application[UUID]):
     # --- writes --------------------------------------------------------------------------
 
     def admit(self, program: ProgramPolicy, by: Provenance,
-              record_with: dict[str, Any] | None = None, **fields: Any) -> WriteResult:
+              record_with: RecordWith | None = None, **fields: Any) -> WriteResult:
         participant = Participant.admit(program, by=by, **fields)
         return self._save(participant, {}, record_with)
 
     def execute(self, participant_id: UUID, command: Command, *,
                 expected_version: int | None = None, guard: Guard | None = None,
-                record_with: dict[str, Any] | None = None) -> WriteResult:
+                record_with: RecordWith | None = None) -> WriteResult:
         """Runs a command against the current record; retries when another writer won a race."""
         for attempt in range(CONFLICT_RETRIES):
             participant = self.participant(participant_id)
@@ -144,8 +164,9 @@ class TCLedger(Application[UUID]):
         raise AssertionError("unreachable")
 
     def erase(self, participant_id: UUID, by: Provenance, reason: str,
-              record_with: dict[str, Any] | None = None) -> WriteResult:
-        """Crypto-shreds a participant: the erasure is recorded on its own stream, then the key goes."""
+              record_with: RecordWith | None = None) -> WriteResult:
+        """Crypto-shreds a participant: the erasure is recorded on its own stream, then the
+        key is destroyed."""
         participant = self.participant(participant_id)
         participant.check_erasable()
         record = ErasureRecord.create(participant_id, participant.version, by, reason)
@@ -156,7 +177,7 @@ class TCLedger(Application[UUID]):
 
     def erasure_of(self, participant_id: UUID) -> ErasureRecord | None:
         try:
-            record = self.repository.get(erasure_record_id(participant_id))
+            record: object = self.repository.get(erasure_record_id(participant_id))
         except AggregateNotFoundError:
             return None
         assert isinstance(record, ErasureRecord)
@@ -172,7 +193,8 @@ class TCLedger(Application[UUID]):
                 pass
 
     def _save(self, aggregate: Participant | ErasureRecord, extra: dict[str, Any],
-              record_with: dict[str, Any] | None) -> WriteResult:
-        recordings = self.save(aggregate, **(record_with or {}))
+              record_with: RecordWith | None) -> WriteResult:
+        side = record_with(aggregate.id, aggregate.version, extra) if record_with else {}
+        recordings = self.save(aggregate, **side)
         position = recordings[-1].notification.id if recordings else 0
         return WriteResult(aggregate.id, aggregate.version, position, extra)

@@ -11,7 +11,7 @@ from domain.errors import InvalidValue
 
 def coerce_changes(event_class: type, changes: dict[str, Any], allowed: set[str],
                    hints: dict[str, Any]) -> dict[str, Any]:
-    """Checks that each changed field may be corrected and converts its value to the field's type."""
+    """Checks each changed field may be corrected; converts its value to the field type."""
     typed: dict[str, Any] = {}
     for name, value in changes.items():
         if name not in allowed:

@@ -8,8 +8,8 @@ history with the superseded entry changed or left out.
 
 from __future__ import annotations
 
-import dataclasses
 import copy
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, get_type_hints
 

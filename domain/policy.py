@@ -252,6 +252,7 @@ def parse_policy(document: dict[str, Any], source: str = "<policy>") -> ProgramP
     r.unique(codes_sanctions, "sanctions")
 
     discharge_types = {}
+    codes_discharge_types = []
     for path, t in r.tables(document, "discharge_types"):
         category = r.get(t, "category", str, path)
         if category is not None and category not in DISCHARGE_CATEGORIES:
@@ -260,14 +261,19 @@ def parse_policy(document: dict[str, Any], source: str = "<policy>") -> ProgramP
                           r.get(t, "successful", bool, path),
                           r.get(t, "reinstatement_after_days", int, path, None))
         discharge_types[d.code] = d
+        codes_discharge_types.append(d.code)
+    r.unique(codes_discharge_types, "discharge_types")
 
     tests = r.get(document, "drug_tests", dict, "policy") or {}
     substances = {}
-    for i, t in enumerate(r.get(tests, "substances", list, "drug_tests") or []):
-        path = f"drug_tests.substances[{i}]"
+    codes_substances = []
+    for n, t in enumerate(r.get(tests, "substances", list, "drug_tests") or []):
+        path = f"drug_tests.substances[{n}]"
         cutoff = r.get(t, "cutoff_ng_ml", (int, float), path)
         s_code = r.get(t, "code", str, path)
         substances[s_code] = Substance(s_code, r.get(t, "name", str, path), float(cutoff or 0))
+        codes_substances.append(s_code)
+    r.unique(codes_substances, "drug_tests.substances")
     drug_tests = DrugTestRules(
         methods=r.strings(tests, "methods", "drug_tests"),
         reasons=r.strings(tests, "reasons", "drug_tests"),

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
@@ -67,8 +68,8 @@ class KeyEncryptionKey:
             return self._aead.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:],
                                       _wrap_aad(stream_id))
         except InvalidTag:
-            raise KeyError_(f"the data key of stream {stream_id} does not unwrap under this "
-                            "key-encryption key (wrong key, or the row was tampered with)") from None
+            raise KeyError_(f"the data key of stream {stream_id} does not unwrap under "
+                            "this KEK (wrong key, or the row was tampered with)") from None
 
 
 def _wrap_aad(stream_id: UUID) -> bytes:
@@ -163,8 +164,8 @@ class KeyStore:
         return count
 
 
-def _rows(cur: object) -> Iterator[dict[str, object]]:
-    yield from cur.fetchall()  # type: ignore[attr-defined]
+def _rows(cur: Any) -> Iterator[dict[str, Any]]:
+    yield from cur.fetchall()
 
 
 def _now() -> str:

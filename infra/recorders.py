@@ -96,7 +96,7 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         schema, table = Identifier(datastore.schema), Identifier(events_table_name)
         function = Identifier(f"{events_table_name}_refuse_change")
         self.sql_create_statements.extend([
-            *(SQL(s.format(blob="BYTEA")) for s in SIDE_TABLES),  # type: ignore[arg-type]
+            *(SQL(s.format(blob="BYTEA")) for s in SIDE_TABLES),  # type: ignore[list-item]
             SQL("CREATE OR REPLACE FUNCTION {schema}.{function}() RETURNS trigger "
                 "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '" + IMMUTABLE_MESSAGE
                 + " (% refused)', TG_OP USING ERRCODE = 'insufficient_privilege'; END $$"
@@ -126,6 +126,6 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         record = kwargs.get("idempotency")
         if isinstance(record, IdempotencyRecord):
-            curs.execute(INSERT_IDEMPOTENCY.format(p="%s").encode(),  # type: ignore[arg-type]
+            curs.execute(INSERT_IDEMPOTENCY.format(p="%s").encode(),
                          record.row(ids[-1] if ids else None))
         return ids

@@ -1,0 +1,101 @@
+"""The FastAPI application: middleware, error mapping and the routers."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import problems
+from api.problems import problem_response
+from api.routers import admin, health, participants, programs
+from infra.settings import Settings
+from infra.wiring import Services, build
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+log = structlog.get_logger("tcledger.http")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class RequestMiddleware:
+    """Request id, body size limit and one access log line per request (ids only)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        given = headers.get("x-request-id", "")
+        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message.setdefault("headers", []).append(
+                    (b"x-request-id", request_id.encode()))
+            await send(message)
+
+        length = headers.get("content-length", "")
+        try:
+            if length.isdigit() and int(length) > self.max_body_bytes:
+                raise BodyTooLarge
+            await self.app(scope, self._limited(receive), send_with_id)
+        except BodyTooLarge:
+            response = problem_response(413, "body-too-large", "Request body too large",
+                                        f"the limit is {self.max_body_bytes} bytes",
+                                        headers={"x-request-id": request_id})
+            await response(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            log.info("request", request_id=request_id, method=scope["method"],
+                     route=getattr(route, "path", "unmatched"), status=status["code"],
+                     actor_id=state.get("actor_id"),
+                     duration_ms=round((time.perf_counter() - started) * 1000, 2))
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise BodyTooLarge
+            return message
+        return limited
+
+
+def create_app(services: Services | None = None, settings: Settings | None = None) -> FastAPI:
+    if services is None:
+        services = build(settings or Settings())
+    app = FastAPI(title="tcledger", version="0.1.0",
+                  description="Encrypted, event-sourced case records for therapeutic "
+                              "community programs in prisons.")
+    app.state.services = services
+    problems.install(app)
+    for router in (participants.router, admin.router, programs.router, health.router):
+        app.include_router(router)
+    app.add_middleware(RequestMiddleware, max_body_bytes=services.settings.max_body_bytes)
+    return app
+
+
+def app_factory() -> Any:
+    """Entry point for `uvicorn --factory api.app:app_factory`."""
+    return create_app()

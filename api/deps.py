@@ -1,0 +1,153 @@
+"""FastAPI dependencies: the services, the caller, its role and facility scope, and writes.
+
+`write` is the one path every command takes: idempotency replay, If-Match, the command,
+and the answer `{"id", "version", "position", ...}` with the version as ETag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import structlog
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from api.problems import Problem
+from domain.application import Command, WriteResult
+from domain.errors import ParticipantNotFound
+from domain.participant import Participant
+from domain.provenance import Provenance
+from infra.recorders import IdempotencyRecord
+from infra.tokens import Caller
+from infra.wiring import Services
+
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def authenticate(request: Request, services: ServicesDep) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    caller = (services.tokens.authenticate(secret.strip())
+              if scheme.lower() == "bearer" and secret.strip() else None)
+    if caller is None:
+        raise Problem(401, "unauthenticated", "Authentication required",
+                      "send a valid token as 'Authorization: Bearer <token>'",
+                      headers={"WWW-Authenticate": 'Bearer realm="tcledger"'})
+    request.state.actor_id = caller.actor_id
+    structlog.contextvars.bind_contextvars(actor_id=caller.actor_id, role=caller.role)
+    return caller
+
+
+def require(*roles: str) -> Callable[[Caller], Caller]:
+    def check(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
+        if caller.role not in roles:
+            raise Problem(403, "forbidden", "Not allowed",
+                          f"this needs one of the roles: {', '.join(roles)}")
+        return caller
+    return check
+
+
+Staff = Annotated[Caller, Depends(require("counselor", "supervisor"))]
+Reader = Annotated[Caller, Depends(require("counselor", "supervisor", "auditor"))]
+Admin = Annotated[Caller, Depends(require("admin"))]
+
+
+def scope_guard(caller: Caller) -> Callable[[Participant], None]:
+    """A participant outside the caller's facility does not exist, as far as the caller knows."""
+    def guard(participant: Participant) -> None:
+        if caller.facility is not None and caller.role in ("counselor", "supervisor") \
+                and participant.state.facility != caller.facility:
+            raise ParticipantNotFound(participant.id)
+    return guard
+
+
+def provenance(request: Request, caller: Caller) -> Provenance:
+    return Provenance(actor_id=caller.actor_id, actor_role=caller.role, source="api",
+                      correlation_id=request.state.request_id)
+
+
+def effective(on: date | None, by: Provenance) -> datetime:
+    """A date's effective time: now for today (keeps order within a day), else its midnight UTC."""
+    if on is None or on == by.now.date():
+        return by.now
+    return datetime(on.year, on.month, on.day, tzinfo=UTC)
+
+
+def expected_version(request: Request) -> int | None:
+    header = request.headers.get("if-match")
+    if header is None or header.strip() == "*":
+        return None
+    value = header.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise Problem(400, "bad-if-match", "Malformed If-Match",
+                      'If-Match takes the ETag of a read, for example "3"')
+    return int(value)
+
+
+class Writer:
+    """Runs one command for one caller with idempotency and optimistic concurrency."""
+
+    def __init__(self, request: Request, services: Services, caller: Caller,
+                 body: BaseModel | None) -> None:
+        self.request, self.services, self.caller = request, services, caller
+        self.by = provenance(request, caller)
+        self.key = request.headers.get("idempotency-key")
+        if self.key is not None and not 0 < len(self.key) <= MAX_IDEMPOTENCY_KEY:
+            raise Problem(400, "bad-idempotency-key", "Malformed Idempotency-Key",
+                          f"an Idempotency-Key has 1 to {MAX_IDEMPOTENCY_KEY} characters")
+        payload = body.model_dump(mode="json") if body is not None else None
+        canonical = json.dumps([request.method, request.url.path, payload], sort_keys=True)
+        self.request_hash = hashlib.sha256(canonical.encode()).hexdigest()
+
+    def replay(self) -> JSONResponse | None:
+        if self.key is None:
+            return None
+        stored = self.services.idempotency.find(self.caller.actor_id, self.key)
+        if stored is None:
+            return None
+        if stored.request_hash != self.request_hash:
+            raise Problem(422, "idempotency-key-reused", "Idempotency-Key reused",
+                          "this Idempotency-Key was used with a different request")
+        return answer(stored.body, 200)
+
+    def record_with(self, stream_id: UUID, version: int,
+                    extra: dict[str, Any]) -> dict[str, Any]:
+        """The idempotency answer, committed with the events; the recorder adds the position."""
+        if self.key is None:
+            return {}
+        body = {"id": str(stream_id), "version": version, **extra}
+        return {"idempotency": IdempotencyRecord(self.caller.actor_id, self.key,
+                                                 self.request_hash, 201, body)}
+
+    def run(self, participant_id: UUID, command: Command, *, guard: bool = True) -> JSONResponse:
+        replayed = self.replay()
+        if replayed is not None:
+            return replayed
+        result = self.services.ledger.execute(
+            participant_id, command, expected_version=expected_version(self.request),
+            guard=scope_guard(self.caller) if guard else None, record_with=self.record_with)
+        return answer(written(result), 201)
+
+
+def written(result: WriteResult) -> dict[str, Any]:
+    return {"id": str(result.id), "version": result.version, "position": result.position,
+            **result.extra}
+
+
+def answer(body: dict[str, Any], status: int) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers={"ETag": f'"{body["version"]}"'})
+

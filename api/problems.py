@@ -1,0 +1,118 @@
+"""RFC 9457 problem details: every error leaves the API through here, mapped once.
+
+Details name fields, codes, rules and ids, never personal data: they end up in browsers,
+integration logs and tickets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from eventsourcing.persistence import RecordConflictError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from domain.errors import (
+    InvalidValue,
+    NotFound,
+    ParticipantErased,
+    RuleViolation,
+    VersionMismatch,
+)
+from infra.cipher import EventDecryptionError
+
+PROBLEM = "application/problem+json"
+log = structlog.get_logger("tcledger.api")
+
+
+class Problem(Exception):
+    def __init__(self, status: int, kind: str, title: str, detail: str = "",
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        self.status, self.kind, self.title, self.detail = status, kind, title, detail
+        self.headers = headers
+        self.extra = extra
+        super().__init__(title)
+
+
+def problem_response(status: int, kind: str, title: str, detail: str = "",
+                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body = {"type": f"urn:tcledger:problem:{kind}", "title": title, "status": status,
+            "detail": detail or title, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            return problem_response(400, "malformed-json", "Malformed JSON",
+                                    "the request body is not valid JSON")
+        location = [str(p) for p in error.get("loc", ()) if p != "body"]
+        # Never echo the offending value back: it may be a name or a DOC number.
+        errors.append({"field": ".".join(location) or "body", "message": error.get("msg", "")})
+    return problem_response(422, "validation", "Invalid request",
+                            "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                            errors=errors)
+
+
+def install(app: FastAPI) -> None:
+    """Maps every error type to its problem response."""
+
+    @app.exception_handler(Problem)
+    def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc.status, exc.kind, exc.title, exc.detail, exc.headers,
+                                **exc.extra)
+
+    app.add_exception_handler(RequestValidationError, _validation)
+
+    @app.exception_handler(InvalidValue)
+    def _invalid(request: Request, exc: InvalidValue) -> JSONResponse:
+        return problem_response(422, "validation", "Invalid request", str(exc),
+                                errors=[{"field": exc.field, "message": exc.detail}])
+
+    @app.exception_handler(RuleViolation)
+    def _rule(request: Request, exc: RuleViolation) -> JSONResponse:
+        body = {"type": f"urn:tcledger:rule:{exc.rule}", "title": "A program rule refused this",
+                "status": 409, "detail": exc.detail, "rule": exc.rule}
+        return JSONResponse(body, status_code=409, media_type=PROBLEM)
+
+    @app.exception_handler(NotFound)
+    def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return problem_response(404, "not-found", f"Unknown {exc.what}", str(exc))
+
+    @app.exception_handler(ParticipantErased)
+    def _erased(request: Request, exc: ParticipantErased) -> JSONResponse:
+        return problem_response(410, "erased", "Participant erased",
+                                "this participant's record was erased and cannot be read")
+
+    @app.exception_handler(VersionMismatch)
+    def _stale(request: Request, exc: VersionMismatch) -> JSONResponse:
+        return problem_response(412, "stale-version", "The record has changed", str(exc),
+                                headers={"ETag": f'"{exc.actual}"'})
+
+    @app.exception_handler(RecordConflictError)
+    def _conflict(request: Request, exc: RecordConflictError) -> JSONResponse:
+        return problem_response(409, "concurrent-write", "Concurrent write",
+                                "another write to this record won the race; read and retry")
+
+    @app.exception_handler(EventDecryptionError)
+    def _undecryptable(request: Request, exc: EventDecryptionError) -> JSONResponse:
+        log.error("event_decryption_failed", detail=str(exc))
+        return problem_response(500, "integrity", "Stored record failed authentication",
+                                "a stored event does not authenticate; an operator was alerted")
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {404: "Not found", 405: "Method not allowed"}
+        return problem_response(exc.status_code, "http", titles.get(exc.status_code, "Error"),
+                                str(exc.detail))
+
+    @app.exception_handler(Exception)
+    def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled_error", error_type=type(exc).__name__)
+        return problem_response(500, "internal", "Internal error",
+                                "the request failed; quote the X-Request-ID to an operator")

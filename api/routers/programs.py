@@ -1,0 +1,51 @@
+"""The program policies, as loaded at start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from api.deps import ServicesDep, authenticate
+from api.problems import Problem
+from domain.policy import ProgramPolicy
+
+router = APIRouter(prefix="/programs", tags=["programs"], dependencies=[Depends(authenticate)])
+
+
+def policy_view(p: ProgramPolicy) -> dict[str, Any]:
+    return {
+        "code": p.code, "name": p.name,
+        "stages": [{"code": s.code, "name": s.name, "min_days": s.min_days,
+                    "privileges": list(s.privileges), "curfew": s.curfew} for s in p.stages],
+        "privileges": [{"code": x.code, "name": x.name} for x in p.privileges.values()],
+        "rule_classes": [{"code": r.code, "min_severity": r.min_severity,
+                          "max_severity": r.max_severity} for r in p.rule_classes.values()],
+        "infractions": [{"code": i.code, "name": i.name, "rule_class": i.rule_class}
+                        for i in p.infractions.values()],
+        "sanctions": [{"code": x.code, "name": x.name, "severity": x.severity,
+                       "suspends": list(x.suspends)} for x in p.sanctions.values()],
+        "discharge_types": [{"code": d.code, "name": d.name, "category": d.category,
+                             "successful": d.successful,
+                             "reinstatement_after_days": d.reinstatement_after_days}
+                            for d in p.discharge_types.values()],
+        "drug_tests": {
+            "methods": list(p.drug_tests.methods), "reasons": list(p.drug_tests.reasons),
+            "confirmation_methods": list(p.drug_tests.confirmation_methods),
+            "positive_requires_confirmation": p.drug_tests.positive_requires_confirmation,
+            "substances": [{"code": x.code, "name": x.name, "cutoff_ng_ml": x.cutoff_ng_ml}
+                           for x in p.drug_tests.substances.values()]},
+    }
+
+
+@router.get("")
+def list_programs(services: ServicesDep) -> dict[str, Any]:
+    return {"items": [policy_view(p) for p in services.policies.all()]}
+
+
+@router.get("/{program}")
+def get_program(program: str, services: ServicesDep) -> dict[str, Any]:
+    policy = services.policies.get(program)
+    if policy is None:
+        raise Problem(404, "not-found", "Unknown program", f"no program {program!r}")
+    return policy_view(policy)

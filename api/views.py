@@ -1,0 +1,84 @@
+"""How a record, a summary and an event look in JSON answers."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date, datetime
+from typing import Any
+
+from domain.events import METADATA_FIELDS, ParticipantEvent
+from domain.participant import Participant
+from domain.policy import ProgramPolicy
+from domain.summary import days_in_program, days_in_stage, flags
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "hex") and not isinstance(value, str | bytes | int | float):
+        return str(value)
+    return value
+
+
+def summary_view(p: Participant, policy: ProgramPolicy, today: date) -> dict[str, Any]:
+    st = p.state
+    last_test = max(st.specimens.values(), key=lambda x: x["collected_at"], default=None)
+    return {
+        "id": str(p.id), "version": p.version, "program": st.program,
+        "facility": st.facility, "unit": st.unit, "counselor_id": st.counselor_id,
+        "doc_number": st.external_ids.get("DOC", {}).get("value"),
+        "given_name": st.given_name, "family_name": st.family_name,
+        "status": st.status, "stage": st.stage, "stage_since": jsonable(st.stage_since),
+        "days_in_stage": days_in_stage(st, today), "days_in_program": days_in_program(st, today),
+        "admitted_on": jsonable(st.admitted_on),
+        "expected_release_on": jsonable(st.expected_release_on),
+        "privileges": st.active_privileges, "open_sanctions": jsonable(st.open_sanctions),
+        "last_test": None if last_test is None else {
+            "specimen_id": last_test["specimen_id"], "collected_at": last_test["collected_at"],
+            "result": last_test["result"]},
+        "flags": flags(st, policy, today),
+    }
+
+
+def record_view(p: Participant, policy: ProgramPolicy, today: date) -> dict[str, Any]:
+    st = p.state
+    body = summary_view(p, policy, today)
+    body.update({
+        "date_of_birth": jsonable(st.date_of_birth), "external_ids": jsonable(st.external_ids),
+        "referral_source": st.referral_source,
+        "program_agreement_signed": st.program_agreement_signed,
+        "stage_held_until": jsonable(st.stage_held_until),
+        "stage_history": jsonable(st.stage_history),
+        "privilege_details": jsonable(list(st.privileges.values())),
+        "assessments": jsonable(list(st.assessments.values())),
+        "job_functions": jsonable(list(st.job_functions.values())),
+        "incentives": jsonable(st.incentives),
+        "infractions": jsonable(list(st.infractions.values())),
+        "sanctions": jsonable(list(st.sanctions.values())),
+        "specimens": jsonable(list(st.specimens.values())),
+        "consents": jsonable(list(st.consents.values())),
+        "disclosures": jsonable(st.disclosures),
+        "legal_holds": jsonable(list(st.legal_holds.values())),
+        "discharge": jsonable(st.discharge),
+        "aftercare_handoffs": jsonable(st.aftercare_handoffs),
+        "amendments": jsonable(list(st.amendments.values())),
+        "amended_versions": {str(k): v for k, v in p.amended.items()},
+        "recorded_at": jsonable(p.modified_on),
+    })
+    return body
+
+
+def event_view(e: ParticipantEvent, position: int | None) -> dict[str, Any]:
+    skip = {"originator_id", "originator_version", "timestamp", "originator_topic",
+            *METADATA_FIELDS}
+    data = {f.name: jsonable(getattr(e, f.name)) for f in dataclasses.fields(e)
+            if f.name not in skip}
+    return {"version": e.originator_version, "type": type(e).__name__, "data": data,
+            "actor": e.actor_id, "role": e.actor_role, "recorded_at": jsonable(e.timestamp),
+            "effective_at": jsonable(e.effective_at), "reason": e.reason, "source": e.source,
+            "correlation_id": e.correlation_id, "causation_id": e.causation_id,
+            "late_entry": e.effective_at.date() < e.timestamp.date(), "position": position}

@@ -1,0 +1,120 @@
+"""The `tcledger` command: serve, tokens, keys and policy checks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from domain.policy import PolicyError, load_policy
+from infra.keys import KeyEncryptionKey, KeyError_
+from infra.logging import configure_logging
+from infra.settings import Settings
+from infra.tokens import ROLES, TokenError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tcledger", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+
+    tokens = commands.add_parser("tokens", help="manage bearer tokens")
+    token_commands = tokens.add_subparsers(dest="action", required=True)
+    create = token_commands.add_parser("create", help="issue a token (printed once)")
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--name", required=True)
+    create.add_argument("--facility")
+    token_commands.add_parser("list", help="list tokens (never their secrets)")
+    revoke = token_commands.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("token_id")
+
+    keys = commands.add_parser("keys", help="key management")
+    key_commands = keys.add_subparsers(dest="action", required=True)
+    generate = key_commands.add_parser("generate", help="write a new key-encryption key file")
+    generate.add_argument("path", type=Path)
+    rotate = key_commands.add_parser("rotate", help="re-wrap every data key under a new KEK")
+    rotate.add_argument("new_kek_file", type=Path)
+
+    policy = commands.add_parser("policy", help="program policy files")
+    policy_commands = policy.add_subparsers(dest="action", required=True)
+    check = policy_commands.add_parser("check", help="validate a policy file")
+    check.add_argument("path", type=Path)
+
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except (PolicyError, KeyError_, TokenError) as exc:
+        print(f"tcledger: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = Settings()
+    if args.command == "policy":
+        loaded = load_policy(args.path)
+        print(f"{args.path}: program {loaded.code!r}, {len(loaded.stages)} stages: valid")
+        return 0
+    if args.command == "keys" and args.action == "generate":
+        KeyEncryptionKey.generate_file(args.path)
+        print(f"wrote a new key-encryption key to {args.path} (mode 0600)")
+        return 0
+    if args.command == "serve":
+        return _serve(settings, args)
+
+    from infra.wiring import build
+    services = build(settings)
+    try:
+        if args.command == "tokens":
+            return _tokens(services, args)
+        count = services.keys.rotate(KeyEncryptionKey.from_file(args.new_kek_file))
+        print(f"re-wrapped {count} data keys; now point TCLEDGER_KEK_FILE at the new key")
+        return 0
+    finally:
+        services.close()
+
+
+def _tokens(services: object, args: argparse.Namespace) -> int:
+    store = services.tokens  # type: ignore[attr-defined]
+    if args.action == "create":
+        caller, secret = store.create(role=args.role, name=args.name, facility=args.facility)
+        print(secret)
+        print(f"token {caller.token_id}: role {caller.role}"
+              + (f", facility {caller.facility}" if caller.facility else "")
+              + " (shown once; store it now)", file=sys.stderr)
+    elif args.action == "list":
+        for row in store.list():
+            print("\t".join(str(row[k] or "-") for k in
+                            ("token_id", "role", "facility", "name", "created_at", "revoked_at")))
+    elif not store.revoke(args.token_id):
+        print(f"tcledger: no active token {args.token_id}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from infra.wiring import build
+
+    configure_logging(settings.log_level)
+    services = build(settings)
+    if services.generated_dev_key:
+        print("tcledger: generated a development key-encryption key in "
+              f"{settings.var_dir}/dev-kek.key (never use it in production)", file=sys.stderr)
+    if not services.tokens.has_active_admin():
+        _, secret = services.tokens.create(role="admin", name="bootstrap-admin")
+        print(f"\n  bootstrap admin token (shown once): {secret}\n"
+              "  create staff tokens with POST /admin/tokens or `tcledger tokens create`\n",
+              file=sys.stderr, flush=True)
+    app_module = __import__("api.app", fromlist=["create_app"])
+    app = app_module.create_app(services)
+    uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,
+                log_config=None, access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
