@@ -18,7 +18,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -62,7 +62,14 @@ class IdempotencyRecord:
                 json.dumps(body, sort_keys=True), datetime.now(UTC).isoformat())
 
 
+EVENTS_TABLE = "tcledger_events"
+
+
 class SQLiteEventRecorder(SQLiteApplicationRecorder):
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = EVENTS_TABLE) -> None:
+        # The same table name as on PostgreSQL, where the library derives it from the app.
+        super().__init__(datastore, events_table_name)
+
     def construct_create_table_statements(self) -> list[str]:
         table = self.events_table_name
         return [*super().construct_create_table_statements(),
