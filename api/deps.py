@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 import structlog
+from eventsourcing.persistence import RecordConflictError
 from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.problems import Problem
+from api.problems import Problem, Replayed
 from domain.application import Command, WriteResult
 from domain.errors import ParticipantNotFound
 from domain.participant import Participant
@@ -137,10 +139,23 @@ class Writer:
         replayed = self.replay()
         if replayed is not None:
             return replayed
-        result = self.services.ledger.execute(
-            participant_id, command, expected_version=expected_version(self.request),
-            guard=scope_guard(self.caller) if guard else None, record_with=self.record_with)
+        with self.racing_retry():
+            result = self.services.ledger.execute(
+                participant_id, command, expected_version=expected_version(self.request),
+                guard=scope_guard(self.caller) if guard else None, record_with=self.record_with)
         return answer(written(result), 201)
+
+    @contextmanager
+    def racing_retry(self) -> Iterator[None]:
+        """A retry racing its first attempt loses on the idempotency key: answer as the first."""
+        try:
+            yield
+        except RecordConflictError:
+            replayed = self.replay()
+            if replayed is None:
+                raise
+            raise Replayed(replayed) from None
+
 
 
 def written(result: WriteResult) -> dict[str, Any]:

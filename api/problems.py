@@ -37,6 +37,14 @@ class Problem(Exception):
         super().__init__(title)
 
 
+class Replayed(Exception):
+    """Carries the first answer to a request whose retry raced it."""
+
+    def __init__(self, response: JSONResponse) -> None:
+        self.response = response
+        super().__init__("replayed")
+
+
 def problem_response(status: int, kind: str, title: str, detail: str = "",
                      headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     body = {"type": f"urn:tcledger:problem:{kind}", "title": title, "status": status,
@@ -68,6 +76,10 @@ def install(app: FastAPI) -> None:
                                 **exc.extra)
 
     app.add_exception_handler(RequestValidationError, _validation)
+
+    @app.exception_handler(Replayed)
+    def _replayed(request: Request, exc: Replayed) -> JSONResponse:
+        return exc.response
 
     @app.exception_handler(InvalidValue)
     def _invalid(request: Request, exc: InvalidValue) -> JSONResponse:

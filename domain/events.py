@@ -146,7 +146,8 @@ class StageEvent(ParticipantEvent):
     to_stage: str
 
     def evolve(self, s: ParticipantState) -> None:
-        s.stage, s.stage_since, s.stage_held_until = self.to_stage, self.effective_on, None
+        s.stage, s.stage_since = self.to_stage, self.effective_on
+        s.stage_held, s.stage_held_until = False, None
         s.stage_history.append({"stage": self.to_stage, "direction": self.direction,
                                 "since": self.effective_on.isoformat()})
 
@@ -174,7 +175,7 @@ class StageHeld(ParticipantEvent):
     until: date | None
 
     def evolve(self, s: ParticipantState) -> None:
-        s.stage_held_until = self.until
+        s.stage_held, s.stage_held_until = True, self.until
 
 
 # --- community roles -------------------------------------------------------------------

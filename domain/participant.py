@@ -18,7 +18,7 @@ from eventsourcing.domain import Aggregate
 from domain import events as ev
 from domain.coercion import coerce_changes
 from domain.errors import InvalidValue, NotFound, RuleViolation
-from domain.policy import ProgramPolicy
+from domain.policy import DISCHARGE_CATEGORIES, ProgramPolicy
 from domain.provenance import CLOCK_SKEW, Provenance, new_id
 from domain.state import ParticipantState
 
@@ -167,7 +167,8 @@ class Participant(Aggregate):
                                 f"promotion from {current.code} goes to {following.code} only")
         days = self._days_in_stage(at)
         early = days < current.min_days
-        held = self.state.stage_held_until is not None and at.date() < self.state.stage_held_until
+        until = self.state.stage_held_until
+        held = self.state.stage_held and (until is None or at.date() < until)
         if (early or held) and not override:
             if held:
                 raise RuleViolation("stage-on-hold", "the stage is held; promotion needs an "
@@ -546,9 +547,10 @@ class Participant(Aggregate):
         allowed = set(target.correctable) | ({"effective_at"} if target.voidable else set())
         typed = coerce_changes(type(target), changes, allowed, get_type_hints(type(target)))
         for name, value in typed.items():
-            _check_corrected_code(policy, name, value)
+            typed[name] = _check_corrected_code(policy, type(target), name, value)
             if isinstance(value, datetime):
                 _not_future(value, by, f"changes.{name}")
+                self._recorded_at(value, by)
         self.trigger_event(ev.EntryCorrected, **by.event_fields(reason, at),
                            supersedes_version=version, changes=typed)
 
@@ -720,7 +722,14 @@ def _substances(policy: ProgramPolicy, items: list[dict[str, Any]],
     return checked
 
 
-def _check_corrected_code(policy: ProgramPolicy, name: str, value: Any) -> None:
+def _check_corrected_code(policy: ProgramPolicy, kind: type, name: str, value: Any) -> Any:
+    """Checks a corrected value against its catalogue; returns it as the command stores it."""
+    by_event: dict[tuple[type, str], Any] = {
+        (ev.SpecimenCollected, "method"): policy.drug_tests.methods,
+        (ev.ResultConfirmed, "method"): policy.drug_tests.confirmation_methods,
+        (ev.Discharged, "category"): DISCHARGE_CATEGORIES}
+    if (kind, name) in by_event and value not in by_event[(kind, name)]:
+        raise InvalidValue(f"changes.{name}", f"unknown value {value!r}")
     catalogues: dict[str, Any] = {
         "code": policy.infractions, "privilege": policy.privileges,
         "discharge_type": policy.discharge_types, "result": RESULTS, "validity": VALIDITIES,
@@ -730,5 +739,6 @@ def _check_corrected_code(policy: ProgramPolicy, name: str, value: Any) -> None:
     if catalogue is not None and value not in catalogue:
         raise InvalidValue(f"changes.{name}", f"unknown value {value!r}")
     if name == "substances":
-        _substances(policy, value, "changes.substances")
+        return _substances(policy, value, "changes.substances")
+    return value
 

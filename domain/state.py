@@ -29,6 +29,7 @@ class ParticipantState:
     status: str = "active"
     stage: str = ""
     stage_since: date | None = None
+    stage_held: bool = False
     stage_held_until: date | None = None
     stage_history: list[dict[str, Any]] = field(default_factory=list)
     assessments: dict[str, dict[str, Any]] = field(default_factory=dict)

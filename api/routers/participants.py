@@ -38,14 +38,15 @@ def admit(body: s.AdmissionIn, request: Request, services: ServicesDep,
     external_ids = {k: v.model_dump() for k, v in body.external_ids.items()}
     external_ids["DOC"] = {"value": body.doc_number, "issuer": body.facility}
     admitted_on = body.admitted_on or writer.by.now.date()
-    result = services.ledger.admit(
-        policy, writer.by, record_with=writer.record_with, facility=body.facility,
-        unit=body.unit, external_ids=external_ids, given_name=body.given_name,
-        family_name=body.family_name, date_of_birth=body.date_of_birth,
-        admitted_on=admitted_on, expected_release_on=body.expected_release_on,
-        counselor_id=body.counselor_id, referral_source=body.referral_source,
-        program_agreement_signed=body.program_agreement_signed, reason=body.reason,
-        assessments=[a.model_dump() for a in body.assessments])
+    with writer.racing_retry():
+        result = services.ledger.admit(
+            policy, writer.by, record_with=writer.record_with, facility=body.facility,
+            unit=body.unit, external_ids=external_ids, given_name=body.given_name,
+            family_name=body.family_name, date_of_birth=body.date_of_birth,
+            admitted_on=admitted_on, expected_release_on=body.expected_release_on,
+            counselor_id=body.counselor_id, referral_source=body.referral_source,
+            program_agreement_signed=body.program_agreement_signed, reason=body.reason,
+            assessments=[a.model_dump() for a in body.assessments])
     return answer({"id": str(result.id), "version": result.version,
                    "position": result.position}, 201)
 
