@@ -1,0 +1,70 @@
+"""The tcledger command: tokens are printed once and stored hashed; bad policies are named."""
+
+from __future__ import annotations
+
+from infra.cli import main
+from infra.settings import Settings
+from infra.tokens import hash_token
+from infra.wiring import build
+from tests.conftest import TEST_KEK
+
+
+def test_tokens_create_list_revoke(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TCLEDGER_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("TCLEDGER_KEK", TEST_KEK)
+    assert main(["tokens", "create", "--role", "counselor", "--facility", "F-1",
+                 "--name", "Synthetic Counselor"]) == 0
+    secret = capsys.readouterr().out.strip()
+    assert secret.startswith("tcl_")
+    services = build(Settings())
+    try:
+        caller = services.tokens.authenticate(secret)
+        assert caller is not None and caller.role == "counselor" and caller.facility == "F-1"
+        raw = services.store.fetch_all("SELECT token_hash FROM tcledger_tokens")
+        assert [r["token_hash"] for r in raw] == [hash_token(secret)]  # only the hash is kept
+    finally:
+        services.close()
+    assert main(["tokens", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert caller.token_id in listing and secret not in listing
+    assert main(["tokens", "revoke", caller.token_id]) == 0
+    assert main(["tokens", "revoke", caller.token_id]) == 1
+    services = build(Settings())
+    try:
+        assert services.tokens.authenticate(secret) is None
+    finally:
+        services.close()
+
+
+def test_counselor_token_needs_a_facility(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TCLEDGER_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("TCLEDGER_KEK", TEST_KEK)
+    assert main(["tokens", "create", "--role", "counselor", "--name", "x"]) == 2
+    assert "needs a facility" in capsys.readouterr().err
+
+
+def test_policy_check_names_every_problem(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[program]\ncode = "x"\n[[stages]]\ncode = "a"\nmin_days = "ten"\n')
+    assert main(["policy", "check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "stages[0].min_days: expected an integer" in err
+    assert "stages[0].name: required" in err and "program.name: required" in err
+    assert main(["policy", "check", "domain/policies/default.toml"]) == 0
+
+
+def test_production_refuses_to_start_without_a_key(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TCLEDGER_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("TCLEDGER_ENV", "production")
+    monkeypatch.delenv("TCLEDGER_KEK", raising=False)
+    assert main(["tokens", "list"]) == 2
+    assert "production needs TCLEDGER_KEK" in capsys.readouterr().err
+
+
+def test_a_bad_policy_file_stops_the_start(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("this is not toml [")
+    monkeypatch.setenv("TCLEDGER_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("TCLEDGER_POLICY_FILES", str(bad))
+    assert main(["tokens", "list"]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
