@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
@@ -196,33 +196,21 @@ def impose_sanction(participant_id: ParticipantId, body: s.SanctionIn, request: 
         override=body.override)})
 
 
-@router.post("/{participant_id}/sanctions/{sanction_id}/completion", status_code=201,
+SANCTION_OUTCOMES = {"completion": Participant.complete_sanction,
+                     "failure": Participant.fail_sanction,
+                     "rescission": Participant.rescind_sanction}
+
+
+@router.post("/{participant_id}/sanctions/{sanction_id}/{outcome}", status_code=201,
              response_model=s.WriteOut)
-def complete_sanction(participant_id: ParticipantId, sanction_id: str, body: s.ReasonIn,
-                      request: Request, services: ServicesDep, caller: Staff) -> JSONResponse:
+def close_sanction(participant_id: ParticipantId, sanction_id: str,
+                   outcome: Literal["completion", "failure", "rescission"], body: s.ReasonIn,
+                   request: Request, services: ServicesDep, caller: Staff) -> JSONResponse:
+    """Completion, failure or rescission (appeal upheld) of an open sanction."""
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: p.complete_sanction(
-        policy, by=writer.by, sanction_id=sanction_id,
-        at=effective(body.effective_on, writer.by), reason=body.reason))
-
-
-@router.post("/{participant_id}/sanctions/{sanction_id}/failure", status_code=201,
-             response_model=s.WriteOut)
-def fail_sanction(participant_id: ParticipantId, sanction_id: str, body: s.ReasonIn,
-                  request: Request, services: ServicesDep, caller: Staff) -> JSONResponse:
-    writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: p.fail_sanction(
-        policy, by=writer.by, sanction_id=sanction_id,
-        at=effective(body.effective_on, writer.by), reason=body.reason))
-
-
-@router.post("/{participant_id}/sanctions/{sanction_id}/rescission", status_code=201,
-             response_model=s.WriteOut)
-def rescind_sanction(participant_id: ParticipantId, sanction_id: str, body: s.ReasonIn,
-                     request: Request, services: ServicesDep, caller: Staff) -> JSONResponse:
-    writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: p.rescind_sanction(
-        policy, by=writer.by, sanction_id=sanction_id,
+    close = SANCTION_OUTCOMES[outcome]
+    return writer.run(participant_id, lambda p, policy: close(
+        p, policy, by=writer.by, sanction_id=sanction_id,
         at=effective(body.effective_on, writer.by), reason=body.reason))
 
 
