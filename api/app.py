@@ -55,7 +55,7 @@ class RequestMiddleware:
         try:
             if length.isdigit() and int(length) > self.max_body_bytes:
                 raise BodyTooLarge
-            await self.app(scope, self._limited(receive), send_with_id)
+            await self.app(scope, self._limited(receive, state), send_with_id)
         except BodyTooLarge:
             response = problem_response(413, "body-too-large", "Request body too large",
                                         f"the limit is {self.max_body_bytes} bytes",
@@ -68,7 +68,7 @@ class RequestMiddleware:
                      actor_id=state.get("actor_id"),
                      duration_ms=round((time.perf_counter() - started) * 1000, 2))
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, receive: Receive, state: dict[str, Any]) -> Receive:
         seen = 0
 
         async def limited() -> Message:
@@ -77,6 +77,9 @@ class RequestMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body_bytes:
+                    # FastAPI turns errors while reading a body into a 400; the mark lets
+                    # the error mapping answer 413 instead.
+                    state["body_too_large"] = True
                     raise BodyTooLarge
             return message
         return limited

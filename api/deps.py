@@ -20,7 +20,7 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.problems import Problem, Replayed
+from api.problems import Answered, Problem, unauthenticated
 from domain.application import Command, WriteResult
 from domain.errors import ParticipantNotFound
 from domain.participant import Participant
@@ -46,9 +46,9 @@ def authenticate(request: Request, services: ServicesDep) -> Caller:
     caller = (services.tokens.authenticate(secret.strip())
               if scheme.lower() == "bearer" and secret.strip() else None)
     if caller is None:
-        raise Problem(401, "unauthenticated", "Authentication required",
-                      "send a valid token as 'Authorization: Bearer <token>'",
-                      headers={"WWW-Authenticate": 'Bearer realm="tcledger"'})
+        refused = unauthenticated(request)
+        assert refused is not None
+        raise Answered(refused)
     request.state.actor_id = caller.actor_id
     structlog.contextvars.bind_contextvars(actor_id=caller.actor_id, role=caller.role)
     return caller
@@ -154,7 +154,7 @@ class Writer:
             replayed = self.replay()
             if replayed is None:
                 raise
-            raise Replayed(replayed) from None
+            raise Answered(replayed) from None
 
 
 

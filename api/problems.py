@@ -25,6 +25,8 @@ from domain.errors import (
 from infra.cipher import EventDecryptionError
 
 PROBLEM = "application/problem+json"
+# FastAPI's words for a body it could not read.
+BODY_PARSE_ERROR = "There was an error parsing the body"
 log = structlog.get_logger("tcledger.api")
 
 
@@ -37,8 +39,8 @@ class Problem(Exception):
         super().__init__(title)
 
 
-class Replayed(Exception):
-    """Carries the first answer to a request whose retry raced it."""
+class Answered(Exception):
+    """Carries a finished answer (the first answer to a raced retry, or a 401)."""
 
     def __init__(self, response: JSONResponse) -> None:
         self.response = response
@@ -52,8 +54,25 @@ def problem_response(status: int, kind: str, title: str, detail: str = "",
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def unauthenticated(request: Request) -> JSONResponse | None:
+    """FastAPI reads the body before it checks the token: a caller without a valid token
+    must learn that, not how its body was wrong (API.md: missing or bad token is 401)."""
+    if request.url.path == "/health":
+        return None
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    tokens = request.app.state.services.tokens
+    if scheme.lower() == "bearer" and tokens.authenticate(secret.strip()) is not None:
+        return None
+    return problem_response(401, "unauthenticated", "Authentication required",
+                            "send a valid token as 'Authorization: Bearer <token>'",
+                            headers={"WWW-Authenticate": 'Bearer realm="tcledger"'})
+
+
 def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    refused = unauthenticated(request)
+    if refused is not None:
+        return refused
     errors = []
     for error in exc.errors():
         if error.get("type") == "json_invalid":
@@ -77,8 +96,8 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(RequestValidationError, _validation)
 
-    @app.exception_handler(Replayed)
-    def _replayed(request: Request, exc: Replayed) -> JSONResponse:
+    @app.exception_handler(Answered)
+    def _answered(request: Request, exc: Answered) -> JSONResponse:
         return exc.response
 
     @app.exception_handler(InvalidValue)
@@ -119,6 +138,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if getattr(request.state, "body_too_large", False):
+            limit = request.app.state.services.settings.max_body_bytes
+            return problem_response(413, "body-too-large", "Request body too large",
+                                    f"the limit is {limit} bytes")
+        refused = unauthenticated(request) if exc.status_code in (400, 422) else None
+        if refused is not None:
+            return refused
+        if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
+            return problem_response(400, "malformed-json", "Malformed JSON",
+                                    "the request body is not valid UTF-8 JSON")
         titles = {404: "Not found", 405: "Method not allowed"}
         return problem_response(exc.status_code, "http", titles.get(exc.status_code, "Error"),
                                 str(exc.detail))

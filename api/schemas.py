@@ -49,7 +49,7 @@ PastTime = Annotated[datetime, AfterValidator(_not_future_time)]
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class AssessmentIn(Body):

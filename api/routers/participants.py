@@ -92,7 +92,7 @@ def caseload(services: ServicesDep, caller: Reader,
 def _cursor(cursor: str | None) -> int:
     if cursor is None:
         return 0
-    if not cursor.isdigit():
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
         raise Problem(422, "validation", "Invalid request", "cursor: not a cursor of this list",
                       errors=[{"field": "cursor", "message": "not a cursor of this list"}])
     return int(cursor)

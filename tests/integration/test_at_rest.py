@@ -44,9 +44,10 @@ def _stored(services, pid: UUID) -> list[StoredEvent]:
 
 
 def test_ciphertext_moved_to_another_row_does_not_decrypt(services):
-    from tests.e2e.people import synthetic_admission
-    from domain.provenance import Provenance
     from datetime import date
+
+    from domain.provenance import Provenance
+    from tests.e2e.people import synthetic_admission
     by = Provenance("staff-1", "counselor")
     policy = services.policies.get("tc-default")
     ids = []
