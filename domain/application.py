@@ -8,6 +8,9 @@ commit in the same transaction as the events.
 
 from __future__ import annotations
 
+import copy
+import random
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -25,6 +28,7 @@ from eventsourcing.utils import get_topic
 
 from domain import events as ev
 from domain.errors import ParticipantErased, ParticipantNotFound, VersionMismatch
+from domain.live import LiveRecords
 from domain.participant import Participant
 from domain.policy import PolicyBook, ProgramPolicy
 from domain.provenance import Provenance
@@ -36,13 +40,16 @@ Guard = Callable[[Participant], None]
 # stream id, its version after the write and the command's outcome (new ids).
 RecordWith = Callable[[UUID, int, dict[str, Any]], dict[str, Any]]
 
-CONFLICT_RETRIES = 3
+CONFLICT_RETRIES = 8  # then the caller hears 409 and may retry itself
 
 
 class DataKeys(Protocol):
     """What the command side needs of key management: the power to shred a stream's key."""
 
     def destroy_data_key(self, stream_id: UUID) -> None: ...
+
+    def check_readable(self, stream_id: UUID) -> None:
+        """Raises ParticipantErased when the stream's key is gone, in any process."""
 
 
 @dataclass(frozen=True)
@@ -66,12 +73,13 @@ class DateAsISO(Transcoding):
 
 class TCLedger(Application[UUID]):
     name = "tcledger"
-    env = {"AGGREGATE_CACHE_MAXSIZE": "10000", "COMPRESSOR_TOPIC": ""}
+    env = {"COMPRESSOR_TOPIC": ""}
 
     def __init__(self, policies: PolicyBook, keys: DataKeys, env: dict[str, str] | None = None,
-                 mapper: Mapper[UUID] | None = None) -> None:
+                 mapper: Mapper[UUID] | None = None, live_records: int = 10000) -> None:
         self.policies = policies
         self.keys = keys
+        self._live: LiveRecords[Participant] = LiveRecords(live_records)
         self._given_mapper = mapper
         super().__init__(env)
 
@@ -88,13 +96,12 @@ class TCLedger(Application[UUID]):
     # --- reads ---------------------------------------------------------------------------
 
     def participant(self, participant_id: UUID, version: int | None = None) -> Participant:
-        try:
-            participant: object = self.repository.get(participant_id, version=version)
-        except AggregateNotFoundError:
-            raise ParticipantNotFound(participant_id) from None
-        if not isinstance(participant, Participant):
-            raise ParticipantNotFound(participant_id)
-        return participant
+        """A private copy of the record, current (caught up with the store) or at a version."""
+        if version is not None:
+            return self._load(participant_id, version)
+        self.keys.check_readable(participant_id)
+        with self._live.lock(participant_id):
+            return copy.deepcopy(self._current(participant_id, catch_up=True))
 
     def participant_as_of(self, participant_id: UUID, recorded_by: datetime) -> Participant:
         """The record as it stood at a recorded time: later entries, even back-dated, left out."""
@@ -142,37 +149,50 @@ class TCLedger(Application[UUID]):
     def admit(self, program: ProgramPolicy, by: Provenance,
               record_with: RecordWith | None = None, **fields: Any) -> WriteResult:
         participant = Participant.admit(program, by=by, **fields)
-        return self._save(participant, {}, record_with)
+        result = self._save(participant, {}, record_with)
+        self._live.put(participant.id, participant)
+        return result
 
     def execute(self, participant_id: UUID, command: Command, *,
                 expected_version: int | None = None, guard: Guard | None = None,
                 record_with: RecordWith | None = None) -> WriteResult:
         """Runs a command against the current record; retries when another writer won a race."""
         for attempt in range(CONFLICT_RETRIES):
-            participant = self.participant(participant_id)
-            if guard is not None:
-                guard(participant)
-            if expected_version is not None and expected_version != participant.version:
-                raise VersionMismatch(expected_version, participant.version)
-            outcome = command(participant, self.policy_of(participant))
-            extra = outcome if isinstance(outcome, dict) else {}
-            try:
-                return self._save(participant, extra, record_with)
-            except RecordConflictError:
-                if expected_version is not None or attempt == CONFLICT_RETRIES - 1:
+            with self._live.lock(participant_id):
+                participant = self._current(participant_id, catch_up=False)
+                if guard is not None:
+                    guard(participant)
+                if expected_version is not None and expected_version != participant.version:
+                    # The live copy may trail another process's writes: look before refusing.
+                    participant = self._current(participant_id, catch_up=True)
+                    if expected_version != participant.version:
+                        raise VersionMismatch(expected_version, participant.version)
+                try:
+                    outcome = command(participant, self.policy_of(participant))
+                    extra = outcome if isinstance(outcome, dict) else {}
+                    return self._save(participant, extra, record_with)
+                except RecordConflictError:
+                    self._live.drop(participant_id)
+                    if expected_version is not None or attempt == CONFLICT_RETRIES - 1:
+                        raise
+                except BaseException:
+                    self._live.drop(participant_id)
                     raise
+            # Another process won the race; back off a little, at random, before reloading.
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         raise AssertionError("unreachable")
 
     def erase(self, participant_id: UUID, by: Provenance, reason: str,
               record_with: RecordWith | None = None) -> WriteResult:
         """Crypto-shreds a participant: the erasure is recorded on its own stream, then the
         key is destroyed."""
-        participant = self.participant(participant_id)
-        participant.check_erasable()
-        record = ErasureRecord.create(participant_id, participant.version, by, reason)
-        result = self._save(record, {}, record_with)
-        self.keys.destroy_data_key(participant_id)
-        self.forget(participant_id)
+        with self._live.lock(participant_id):
+            participant = self.participant(participant_id)
+            participant.check_erasable()
+            record = ErasureRecord.create(participant_id, participant.version, by, reason)
+            result = self._save(record, {}, record_with)
+            self.keys.destroy_data_key(participant_id)
+            self.forget(participant_id)
         return WriteResult(participant_id, participant.version, result.position)
 
     def erasure_of(self, participant_id: UUID) -> ErasureRecord | None:
@@ -184,13 +204,31 @@ class TCLedger(Application[UUID]):
         return record
 
     def forget(self, participant_id: UUID) -> None:
-        """Drops any decrypted copy of the record held in memory."""
-        cache = self.repository.cache
-        if cache is not None:
+        """Drops the decoded record held in memory."""
+        self._live.drop(participant_id)
+
+    def _current(self, participant_id: UUID, *, catch_up: bool) -> Participant:
+        participant = self._live.get(participant_id)
+        if participant is None:
+            participant = self._load(participant_id)
+            self._live.put(participant_id, participant)
+        elif catch_up:
             try:
-                cache.get(participant_id, evict=True)
-            except KeyError:
-                pass
+                for event in self.events.get(participant_id, gt=participant.version):
+                    event.mutate(participant)
+            except BaseException:
+                self._live.drop(participant_id)
+                raise
+        return participant
+
+    def _load(self, participant_id: UUID, version: int | None = None) -> Participant:
+        """Replays the stream: each event folds itself in (no per-event protocol checks)."""
+        participant: Any = None
+        for event in self.events.get(participant_id, lte=version):
+            participant = event.mutate(participant)
+        if not isinstance(participant, Participant):
+            raise ParticipantNotFound(participant_id)
+        return participant
 
     def _save(self, aggregate: Participant | ErasureRecord, extra: dict[str, Any],
               record_with: RecordWith | None) -> WriteResult:

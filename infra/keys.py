@@ -142,6 +142,12 @@ class KeyStore:
         with self._lock:
             self._cache.pop(stream_id, None)
 
+    def check_readable(self, stream_id: UUID) -> None:
+        if self.is_destroyed(stream_id):
+            with self._lock:
+                self._cache.pop(stream_id, None)
+            raise ParticipantErased(stream_id)
+
     def is_destroyed(self, stream_id: UUID) -> bool:
         row = self._store.fetch_one(
             "SELECT wrapped FROM tcledger_data_keys WHERE stream_id = ?", (str(stream_id),))

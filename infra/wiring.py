@@ -69,8 +69,7 @@ def resolve_kek(settings: Settings) -> tuple[KeyEncryptionKey, bool]:
 
 
 def persistence_env(settings: Settings) -> dict[str, str]:
-    env = {"AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache_size),
-           "CREATE_TABLE": "y"}
+    env = {"CREATE_TABLE": "y"}
     if settings.uses_postgres:
         url = urlparse(settings.database_url)
         env.update({
@@ -100,7 +99,8 @@ def build(settings: Settings) -> Services:
     policies = load_policies(settings)
     kek, generated = resolve_kek(settings)
     keys = KeyStore(kek)
-    ledger = TCLedger(policies, keys, env=persistence_env(settings), mapper=EncryptedMapper(keys))
+    ledger = TCLedger(policies, keys, env=persistence_env(settings), mapper=EncryptedMapper(keys),
+                      live_records=settings.aggregate_cache_size)
     store = SqlStore(ledger.factory.datastore,  # type: ignore[attr-defined]
                      postgres=settings.uses_postgres)
     keys.attach(store)

@@ -13,6 +13,7 @@ from uuid import UUID
 import pytest
 
 from domain.application import TCLedger
+from domain.errors import ParticipantErased
 from domain.participant import Participant
 from domain.policy import PolicyBook, ProgramPolicy, default_policy
 from domain.provenance import Provenance
@@ -28,6 +29,10 @@ class FakeKeys:
 
     def destroy_data_key(self, stream_id: UUID) -> None:
         self.destroyed.append(stream_id)
+
+    def check_readable(self, stream_id: UUID) -> None:
+        if stream_id in self.destroyed:
+            raise ParticipantErased(stream_id)
 
 
 @pytest.fixture(scope="session")
