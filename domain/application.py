@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -214,17 +214,22 @@ class TCLedger(Application[UUID]):
             self._live.put(participant_id, participant)
         elif catch_up:
             try:
-                for event in self.events.get(participant_id, gt=participant.version):
+                for event in self._stream(participant_id, gt=participant.version):
                     event.mutate(participant)
             except BaseException:
                 self._live.drop(participant_id)
                 raise
         return participant
 
+    def _stream(self, participant_id: UUID, gt: int | None = None,
+                lte: int | None = None) -> Iterator[ev.ParticipantEvent]:
+        for event in self.events.get(participant_id, gt=gt, lte=lte):
+            yield cast(ev.ParticipantEvent, event)
+
     def _load(self, participant_id: UUID, version: int | None = None) -> Participant:
         """Replays the stream: each event folds itself in (no per-event protocol checks)."""
         participant: Any = None
-        for event in self.events.get(participant_id, lte=version):
+        for event in self._stream(participant_id, lte=version):
             participant = event.mutate(participant)
         if not isinstance(participant, Participant):
             raise ParticipantNotFound(participant_id)
