@@ -19,9 +19,9 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
-from psycopg import Cursor
-from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
+
+from infra.group_commit import Append, GroupCommitter
 
 SIDE_TABLES = (
     "CREATE TABLE IF NOT EXISTS tcledger_data_keys ("
@@ -100,7 +100,17 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *,
                  events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
+        self._group = GroupCommitter(self._write_batch)
+        self._insert_statements: dict[int, Any] = {}
         schema, table = Identifier(datastore.schema), Identifier(events_table_name)
+        # The answer's position is the notification id of the append's last event, read
+        # inside the same transaction.
+        self._insert_answer = SQL(
+            "INSERT INTO {schema}.tcledger_idempotency (actor_id, idempotency_key, "
+            "request_hash, status, body, created_at) VALUES (%s, %s, %s, %s, "
+            "jsonb_set(%s::jsonb, '{{position}}', to_jsonb((SELECT notification_id FROM "
+            "{schema}.{table} WHERE originator_id = %s AND originator_version = %s)))::text, "
+            "%s)").format(schema=schema, table=table)
         function = Identifier(f"{events_table_name}_refuse_change")
         self.sql_create_statements.extend([
             *(SQL(s.format(blob="BYTEA")) for s in SIDE_TABLES),  # type: ignore[list-item]
@@ -127,12 +137,58 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
                 table=Identifier(self.events_table_name)), (stream_id,))
             return {row["originator_version"]: row["notification_id"] for row in curs.fetchall()}
 
-    def _fetch_ids_after_insert_events(self, curs: Cursor[DictRow],
-                                       stored_events: Sequence[StoredEvent],
-                                       **kwargs: Any) -> Sequence[int] | None:
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        record = kwargs.get("idempotency")
-        if isinstance(record, IdempotencyRecord):
-            curs.execute(INSERT_IDEMPOTENCY.format(p="%s").encode(),
-                         record.row(ids[-1] if ids else None))
-        return ids
+    def insert_events(self, stored_events: Sequence[StoredEvent],
+                      **kwargs: Any) -> Sequence[int] | None:
+        if kwargs.get("tracking") is not None:
+            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return ids
+        if not stored_events:
+            return []
+        return self._group.submit(stored_events, kwargs)
+
+    def _write_batch(self, batch: list[Append]) -> None:
+        """One round trip: BEGIN, lock, each append's rows and side records, COMMIT."""
+        with self.datastore.get_connection() as conn:
+            cursors = []
+            try:
+                with conn.pipeline() as pipeline:
+                    conn.execute("BEGIN")
+                    for statement in self.lock_table_statements:
+                        conn.execute(statement, prepare=True)
+                    for append in batch:
+                        cursors.append(conn.execute(self._insert_rows(len(append.events)),
+                                                    _row_params(append.events), prepare=True))
+                        record = append.side.get("idempotency")
+                        if isinstance(record, IdempotencyRecord):
+                            last = append.events[-1]
+                            actor, key, digest, status, body, created = record.row(None)
+                            conn.execute(self._insert_answer, (
+                                actor, key, digest, status, body, last.originator_id,
+                                last.originator_version, created), prepare=True)
+                    conn.execute("COMMIT")
+                    pipeline.sync()
+            except BaseException:
+                conn.rollback()
+                raise
+        for append, cursor in zip(batch, cursors, strict=True):
+            rows = sorted(cursor.fetchall(), key=lambda r: r["originator_version"])
+            append.ids = [row["notification_id"] for row in rows]
+
+    def _insert_rows(self, count: int) -> Any:
+        statement = self._insert_statements.get(count)
+        if statement is None:
+            statement = SQL("INSERT INTO {schema}.{table} (originator_id, originator_version, "
+                            "topic, state) VALUES {rows} RETURNING originator_version, "
+                            "notification_id").format(
+                schema=Identifier(self.datastore.schema),
+                table=Identifier(self.events_table_name),
+                rows=SQL(", ").join([SQL("(%s, %s, %s, %s)")] * count))
+            self._insert_statements[count] = statement
+        return statement
+
+
+def _row_params(events: Sequence[StoredEvent]) -> list[Any]:
+    params: list[Any] = []
+    for e in events:
+        params.extend((e.originator_id, e.originator_version, e.topic, e.state))
+    return params

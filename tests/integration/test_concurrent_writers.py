@@ -93,3 +93,25 @@ def test_erasure_in_one_process_is_seen_by_the_other(two):
     a.ledger.erase(pid, Provenance("admin-1", "admin"), "retention ended")
     with pytest.raises(ParticipantErased):
         b.ledger.participant(pid)
+
+
+def test_many_writers_get_distinct_increasing_positions(two):
+    a, _ = two
+    pids = [admit(a) for _ in range(8)]
+    results: dict[object, list[int]] = {pid: [] for pid in pids}
+
+    def work(pid):
+        for _ in range(15):
+            results[pid].append(infraction(a, pid).position)
+
+    threads = [threading.Thread(target=work, args=(pid,)) for pid in pids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    positions = [p for ps in results.values() for p in ps]
+    assert len(set(positions)) == 8 * 15
+    for pid, ps in results.items():
+        assert ps == sorted(ps)
+        stored = a.recorder.positions(pid)
+        assert sorted(stored.values())[1:] == ps  # each answer is the event's real position
