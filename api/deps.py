@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
@@ -17,6 +17,7 @@ from uuid import UUID
 import structlog
 from eventsourcing.persistence import RecordConflictError
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -32,7 +33,10 @@ from infra.wiring import Services
 MAX_IDEMPOTENCY_KEY = 200
 
 
-def get_services(request: Request) -> Services:
+# Dependencies that do no blocking I/O are async: FastAPI runs a plain `def` dependency in
+# the thread pool, a hop that costs more than the work of these.
+
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -40,11 +44,14 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def authenticate(request: Request, services: ServicesDep) -> Caller:
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    caller = (services.tokens.authenticate(secret.strip())
-              if scheme.lower() == "bearer" and secret.strip() else None)
+async def authenticate(request: Request, services: ServicesDep) -> Caller:
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    secret = secret.strip()
+    caller: Caller | None = None
+    if scheme.lower() == "bearer" and secret:
+        caller = services.tokens.recently_seen(secret)
+        if caller is None:
+            caller = await run_in_threadpool(services.tokens.authenticate, secret)
     if caller is None:
         refused = unauthenticated(request)
         assert refused is not None
@@ -54,8 +61,8 @@ def authenticate(request: Request, services: ServicesDep) -> Caller:
     return caller
 
 
-def require(*roles: str) -> Callable[[Caller], Caller]:
-    def check(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
+def require(*roles: str) -> Callable[[Caller], Awaitable[Caller]]:
+    async def check(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
         if caller.role not in roles:
             raise Problem(403, "forbidden", "Not allowed",
                           f"this needs one of the roles: {', '.join(roles)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -40,8 +41,16 @@ def hash_token(secret: str) -> str:
 
 
 class TokenStore:
-    def __init__(self, store: SqlStore) -> None:
+    """Tokens in the database, with each token seen recently kept in memory for a few seconds.
+
+    A revocation takes effect at once in the process that revokes, and within
+    `cache_seconds` in every other process.
+    """
+
+    def __init__(self, store: SqlStore, cache_seconds: float = 5.0) -> None:
         self._store = store
+        self._cache_seconds = cache_seconds
+        self._seen: dict[str, tuple[Caller, float]] = {}
 
     def create(self, *, role: str, name: str, facility: str | None = None) -> tuple[Caller, str]:
         if role not in ROLES:
@@ -59,15 +68,28 @@ class TokenStore:
              datetime.now(UTC).isoformat()))
         return caller, secret
 
+    def recently_seen(self, secret: str) -> Caller | None:
+        """The caller of a token authenticated within the last few seconds, without I/O."""
+        seen = self._seen.get(hash_token(secret))
+        if seen is None or time.monotonic() - seen[1] > self._cache_seconds:
+            return None
+        return seen[0]
+
     def authenticate(self, secret: str) -> Caller | None:
         if not secret.startswith(TOKEN_PREFIX):
             return None
+        digest = hash_token(secret)
         row = self._store.fetch_one(
             "SELECT token_id, name, role, facility FROM tcledger_tokens"
-            " WHERE token_hash = ? AND revoked_at IS NULL", (hash_token(secret),))
+            " WHERE token_hash = ? AND revoked_at IS NULL", (digest,))
         if row is None:
+            self._seen.pop(digest, None)
             return None
-        return Caller(row["token_id"], row["name"], row["role"], row["facility"])
+        caller = Caller(row["token_id"], row["name"], row["role"], row["facility"])
+        if len(self._seen) > 10000:
+            self._seen.clear()
+        self._seen[digest] = (caller, time.monotonic())
+        return caller
 
     def revoke(self, token_id: str) -> bool:
         before = self._store.fetch_one(
@@ -77,6 +99,7 @@ class TokenStore:
             return False
         self._store.execute("UPDATE tcledger_tokens SET revoked_at = ? WHERE token_id = ?",
                             (datetime.now(UTC).isoformat(), token_id))
+        self._seen = {k: v for k, v in self._seen.items() if v[0].token_id != token_id}
         return True
 
     def list(self) -> list[dict[str, str | None]]:

@@ -104,5 +104,6 @@ def build(settings: Settings) -> Services:
     store = SqlStore(ledger.factory.datastore,  # type: ignore[attr-defined]
                      postgres=settings.uses_postgres)
     keys.attach(store)
-    return Services(settings, policies, keys, ledger, store, TokenStore(store),
+    return Services(settings, policies, keys, ledger, store,
+                    TokenStore(store, settings.token_cache_seconds),
                     IdempotencyStore(store), generated)
