@@ -36,8 +36,11 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        given = headers.get("x-request-id", "")
+        wanted = {b"x-request-id": "", b"content-length": ""}
+        for name, value in scope["headers"]:
+            if name in wanted:
+                wanted[name] = value.decode("latin-1")
+        given = wanted[b"x-request-id"]
         request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
@@ -51,7 +54,7 @@ class RequestMiddleware:
                     (b"x-request-id", request_id.encode()))
             await send(message)
 
-        length = headers.get("content-length", "")
+        length = wanted[b"content-length"]
         try:
             if length.isdigit() and int(length) > self.max_body_bytes:
                 raise BodyTooLarge

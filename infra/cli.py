@@ -112,7 +112,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     app_module = __import__("api.app", fromlist=["create_app"])
     app = app_module.create_app(services)
     uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,
-                log_config=None, access_log=False)
+                log_config=None, access_log=False, server_header=False)
     return 0
 
 
