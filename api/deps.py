@@ -17,7 +17,7 @@ from uuid import UUID
 
 import structlog
 from eventsourcing.persistence import RecordConflictError
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -86,6 +86,26 @@ def scope_guard(caller: Caller) -> Callable[[Participant], None]:
                 and participant.state.facility != caller.facility:
             raise ParticipantNotFound(participant.id)
     return guard
+
+
+MIN_POSITION_WAIT_SECONDS = 5.0
+
+
+async def read_your_writes(request: Request,
+                           min_position: Annotated[int | None, Query(ge=0)] = None) -> None:
+    """`min_position`: answer only once the record includes that log position."""
+    if min_position is None:
+        return
+    services: Services = request.app.state.services
+    reached = await run_in_threadpool(services.log.wait_for, min_position,
+                                      MIN_POSITION_WAIT_SECONDS)
+    if not reached:
+        raise Problem(503, "position-not-reached", "Not yet at that position",
+                      f"the log has not reached position {min_position}; retry shortly",
+                      headers={"Retry-After": "1"})
+
+
+ReadYourWrites = Depends(read_your_writes)
 
 
 def provenance(request: Request, caller: Caller) -> Provenance:

@@ -18,6 +18,7 @@ from domain.policy import PolicyBook, default_policy, load_policy
 from infra.cipher import EncryptedMapper
 from infra.idempotency import IdempotencyStore
 from infra.keys import KeyEncryptionKey, KeyError_, KeyStore
+from infra.log_reader import LogReader
 from infra.settings import Settings
 from infra.sql import SqlStore
 from infra.tokens import TokenStore
@@ -39,6 +40,10 @@ class Services:
     tokens: TokenStore
     idempotency: IdempotencyStore
     generated_dev_key: bool
+
+    @property
+    def log(self) -> LogReader:
+        return LogReader(self.ledger.recorder)
 
     @property
     def recorder(self) -> PositionIndex:

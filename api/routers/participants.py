@@ -10,7 +10,16 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from api import schemas as s
-from api.deps import Reader, ServicesDep, Staff, Writer, answer, effective, scope_guard
+from api.deps import (
+    Reader,
+    ReadYourWrites,
+    ServicesDep,
+    Staff,
+    Writer,
+    answer,
+    effective,
+    scope_guard,
+)
 from api.problems import Problem
 from api.views import event_view, record_view, summary_view
 from domain.participant import Participant
@@ -51,7 +60,7 @@ def admit(body: s.AdmissionIn, request: Request, services: ServicesDep,
                    "position": result.position}, 201)
 
 
-@router.get("")
+@router.get("", dependencies=[ReadYourWrites])
 def caseload(services: ServicesDep, caller: Reader,
              facility: str | None = None, unit: str | None = None,
              counselor_id: str | None = None, stage: str | None = None,
@@ -98,7 +107,7 @@ def _cursor(cursor: str | None) -> int:
     return int(cursor)
 
 
-@router.get("/{participant_id}")
+@router.get("/{participant_id}", dependencies=[ReadYourWrites])
 def read(participant_id: ParticipantId, services: ServicesDep, caller: Reader,
          as_of: datetime | None = None) -> JSONResponse:
     ledger = services.ledger
@@ -115,7 +124,7 @@ def read(participant_id: ParticipantId, services: ServicesDep, caller: Reader,
     return answer(body, 200)
 
 
-@router.get("/{participant_id}/history")
+@router.get("/{participant_id}/history", dependencies=[ReadYourWrites])
 def history(participant_id: ParticipantId, services: ServicesDep,
             caller: Reader) -> dict[str, Any]:
     ledger = services.ledger

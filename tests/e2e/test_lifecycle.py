@@ -116,3 +116,20 @@ def test_programs_and_health(api):
     assert api.get("/programs/nope").status_code == 404
     health = api.client.get("/health")
     assert health.status_code == 200 and health.json()["database"]["status"] == "ok"
+
+
+def test_reads_wait_for_min_position(api, monkeypatch):
+    written = ok(api.post("/participants", synthetic_admission(5)))
+    pid = written["id"]
+    got = api.client.get(f"/participants/{pid}", params={"min_position": written["position"]},
+                         headers=api.headers("counselor"))
+    assert got.status_code == 200 and got.json()["version"] == written["version"]
+    monkeypatch.setattr("api.deps.MIN_POSITION_WAIT_SECONDS", 0.1)
+    ahead = api.client.get(f"/participants/{pid}/history",
+                           params={"min_position": written["position"] + 1000},
+                           headers=api.headers("counselor"))
+    assert ahead.status_code == 503 and ahead.headers["retry-after"] == "1"
+    assert ahead.json()["type"] == "urn:tcledger:problem:position-not-reached"
+    bad = api.client.get("/participants", params={"min_position": -1},
+                         headers=api.headers("counselor"))
+    assert bad.status_code == 422
