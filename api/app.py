@@ -25,12 +25,20 @@ class BodyTooLarge(Exception):
     pass
 
 
-class RequestMiddleware:
-    """Request id, body size limit and one access log line per request (ids only)."""
+class InFlight:
+    """Requests this process is serving right now (the event loop is single-threaded)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self) -> None:
+        self.count = 0
+
+
+class RequestMiddleware:
+    """Request id, body size limit, in-flight count and one access log line per request."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, in_flight: InFlight) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.in_flight = in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,6 +63,7 @@ class RequestMiddleware:
             await send(message)
 
         length = wanted[b"content-length"]
+        self.in_flight.count += 1
         try:
             if length.isdigit() and int(length) > self.max_body_bytes:
                 raise BodyTooLarge
@@ -65,6 +74,7 @@ class RequestMiddleware:
                                         headers={"x-request-id": request_id})
             await response(scope, receive, send_with_id)
         finally:
+            self.in_flight.count -= 1
             route = scope.get("route")
             log.info("request", request_id=request_id, method=scope["method"],
                      route=getattr(route, "path", "unmatched"), status=status["code"],
@@ -95,10 +105,12 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
                   description="Encrypted, event-sourced case records for therapeutic "
                               "community programs in prisons.")
     app.state.services = services
+    app.state.in_flight = InFlight()
     problems.install(app)
     for router in (participants.router, admin.router, programs.router, health.router):
         app.include_router(router)
-    app.add_middleware(RequestMiddleware, max_body_bytes=services.settings.max_body_bytes)
+    app.add_middleware(RequestMiddleware, max_body_bytes=services.settings.max_body_bytes,
+                       in_flight=app.state.in_flight)
     return app
 
 

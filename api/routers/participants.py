@@ -18,6 +18,7 @@ from api.deps import (
     Writer,
     answer,
     effective,
+    offload,
     scope_guard,
 )
 from api.problems import Problem
@@ -31,7 +32,7 @@ ParticipantId = Annotated[UUID, "the participant's id"]
 
 
 @router.post("", status_code=201, response_model=s.WriteOut)
-def admit(body: s.AdmissionIn, request: Request, services: ServicesDep,
+async def admit(body: s.AdmissionIn, request: Request, services: ServicesDep,
           caller: Staff) -> JSONResponse:
     if caller.facility is not None and body.facility != caller.facility:
         raise Problem(403, "forbidden", "Not allowed",
@@ -41,6 +42,11 @@ def admit(body: s.AdmissionIn, request: Request, services: ServicesDep,
         raise Problem(422, "validation", "Invalid request", "program: unknown program",
                       errors=[{"field": "program", "message": "unknown program"}])
     writer = Writer(request, services, caller, body)
+    return await offload(request, _admit, writer, body, policy)
+
+
+def _admit(writer: Writer, body: s.AdmissionIn, policy: ProgramPolicy) -> JSONResponse:
+    services = writer.services
     replayed = writer.replay()
     if replayed is not None:
         return replayed
@@ -138,7 +144,7 @@ def history(participant_id: ParticipantId, services: ServicesDep,
 # --- writes -------------------------------------------------------------------------------
 
 @router.post("/{participant_id}/stage-changes", status_code=201, response_model=s.WriteOut)
-def change_stage(participant_id: ParticipantId, body: s.StageChangeIn, request: Request,
+async def change_stage(participant_id: ParticipantId, body: s.StageChangeIn, request: Request,
                  services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
     by = writer.by
@@ -159,11 +165,11 @@ def change_stage(participant_id: ParticipantId, body: s.StageChangeIn, request: 
         else:
             p.hold_stage(by=by, at=at, reason=body.reason, until=body.until)
 
-    return writer.run(participant_id, decide)
+    return await writer.run(participant_id, decide)
 
 
 @router.post("/{participant_id}/privileges", status_code=201, response_model=s.WriteOut)
-def decide_privilege(participant_id: ParticipantId, body: s.PrivilegeIn, request: Request,
+async def decide_privilege(participant_id: ParticipantId, body: s.PrivilegeIn, request: Request,
                      services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
     by, at = writer.by, effective(body.effective_on, writer.by)
@@ -182,24 +188,24 @@ def decide_privilege(participant_id: ParticipantId, body: s.PrivilegeIn, request
             p.restore_privilege(policy, by=by, privilege=body.privilege, at=at,
                                 reason=body.reason)
 
-    return writer.run(participant_id, decide)
+    return await writer.run(participant_id, decide)
 
 
 @router.post("/{participant_id}/infractions", status_code=201)
-def record_infraction(participant_id: ParticipantId, body: s.InfractionIn, request: Request,
+async def record_infraction(participant_id: ParticipantId, body: s.InfractionIn, request: Request,
                       services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: {"infraction_id": p.record_infraction(
+    return await writer.run(participant_id, lambda p, policy: {"infraction_id": p.record_infraction(
         policy, by=writer.by, code=body.code, observed_at=body.observed_at,
         description=body.description, reason=body.reason, reporter_kind=body.reporter_kind,
         reporter_id=body.reporter_id)})
 
 
 @router.post("/{participant_id}/sanctions", status_code=201)
-def impose_sanction(participant_id: ParticipantId, body: s.SanctionIn, request: Request,
+async def impose_sanction(participant_id: ParticipantId, body: s.SanctionIn, request: Request,
                     services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: {"sanction_id": p.impose_sanction(
+    return await writer.run(participant_id, lambda p, policy: {"sanction_id": p.impose_sanction(
         policy, by=writer.by, sanction=body.sanction, at=effective(body.effective_on, writer.by),
         reason=body.reason, infraction_id=body.infraction_id, due_on=body.due_on,
         override=body.override)})
@@ -212,22 +218,22 @@ SANCTION_OUTCOMES = {"completion": Participant.complete_sanction,
 
 @router.post("/{participant_id}/sanctions/{sanction_id}/{outcome}", status_code=201,
              response_model=s.WriteOut)
-def close_sanction(participant_id: ParticipantId, sanction_id: str,
+async def close_sanction(participant_id: ParticipantId, sanction_id: str,
                    outcome: Literal["completion", "failure", "rescission"], body: s.ReasonIn,
                    request: Request, services: ServicesDep, caller: Staff) -> JSONResponse:
     """Completion, failure or rescission (appeal upheld) of an open sanction."""
     writer = Writer(request, services, caller, body)
     close = SANCTION_OUTCOMES[outcome]
-    return writer.run(participant_id, lambda p, policy: close(
+    return await writer.run(participant_id, lambda p, policy: close(
         p, policy, by=writer.by, sanction_id=sanction_id,
         at=effective(body.effective_on, writer.by), reason=body.reason))
 
 
 @router.post("/{participant_id}/specimens", status_code=201, response_model=s.WriteOut)
-def collect_specimen(participant_id: ParticipantId, body: s.SpecimenIn, request: Request,
+async def collect_specimen(participant_id: ParticipantId, body: s.SpecimenIn, request: Request,
                      services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: p.collect_specimen(
+    return await writer.run(participant_id, lambda p, policy: p.collect_specimen(
         policy, by=writer.by, specimen_id=body.specimen_id, method=body.method,
         test_reason=body.test_reason, collected_at=body.collected_at,
         observed_by=body.observed_by, seal_id=body.seal_id))
@@ -235,10 +241,10 @@ def collect_specimen(participant_id: ParticipantId, body: s.SpecimenIn, request:
 
 @router.post("/{participant_id}/specimens/{specimen_id}/result", status_code=201,
              response_model=s.WriteOut)
-def record_result(participant_id: ParticipantId, specimen_id: str, body: s.ResultIn,
+async def record_result(participant_id: ParticipantId, specimen_id: str, body: s.ResultIn,
                   request: Request, services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: p.record_result(
+    return await writer.run(participant_id, lambda p, policy: p.record_result(
         policy, by=writer.by, specimen_id=specimen_id, result=body.result,
         substances=s.substances(body.substances), resulted_at=body.resulted_at or writer.by.now,
         lab=body.lab, validity=body.validity))
@@ -246,10 +252,10 @@ def record_result(participant_id: ParticipantId, specimen_id: str, body: s.Resul
 
 @router.post("/{participant_id}/specimens/{specimen_id}/confirmation", status_code=201,
              response_model=s.WriteOut)
-def confirm_result(participant_id: ParticipantId, specimen_id: str, body: s.ConfirmationIn,
+async def confirm_result(participant_id: ParticipantId, specimen_id: str, body: s.ConfirmationIn,
                    request: Request, services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: p.confirm_result(
+    return await writer.run(participant_id, lambda p, policy: p.confirm_result(
         policy, by=writer.by, specimen_id=specimen_id, confirmed=body.confirmed,
         method=body.method, substances=s.substances(body.substances),
         at=effective(body.effective_on, writer.by)))
@@ -257,10 +263,10 @@ def confirm_result(participant_id: ParticipantId, specimen_id: str, body: s.Conf
 
 @router.post("/{participant_id}/specimens/{specimen_id}/review", status_code=201,
              response_model=s.WriteOut)
-def review_result(participant_id: ParticipantId, specimen_id: str, body: s.ReviewIn,
+async def review_result(participant_id: ParticipantId, specimen_id: str, body: s.ReviewIn,
                   request: Request, services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: p.review_result(
+    return await writer.run(participant_id, lambda p, policy: p.review_result(
         by=writer.by, specimen_id=specimen_id, outcome=body.outcome,
         at=effective(body.effective_on, writer.by), reason=body.reason,
         medication=body.medication,
@@ -269,38 +275,39 @@ def review_result(participant_id: ParticipantId, specimen_id: str, body: s.Revie
 
 @router.post("/{participant_id}/specimens/{specimen_id}/dispute", status_code=201,
              response_model=s.WriteOut)
-def dispute_result(participant_id: ParticipantId, specimen_id: str, body: s.DisputeIn,
+async def dispute_result(participant_id: ParticipantId, specimen_id: str, body: s.DisputeIn,
                    request: Request, services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: p.dispute_result(
+    return await writer.run(participant_id, lambda p, policy: p.dispute_result(
         by=writer.by, specimen_id=specimen_id, grounds=body.grounds,
         at=effective(body.effective_on, writer.by), reason=body.reason))
 
 
 @router.post("/{participant_id}/discharge", status_code=201, response_model=s.WriteOut)
-def discharge(participant_id: ParticipantId, body: s.DischargeIn, request: Request,
+async def discharge(participant_id: ParticipantId, body: s.DischargeIn, request: Request,
               services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: p.discharge(
+    return await writer.run(participant_id, lambda p, policy: p.discharge(
         policy, by=writer.by, discharge_type=body.type,
         at=effective(body.effective_on, writer.by), reason=body.reason,
         aftercare_referral=body.aftercare_referral))
 
 
 @router.post("/{participant_id}/aftercare-handoffs", status_code=201)
-def send_handoff(participant_id: ParticipantId, body: s.HandoffIn, request: Request,
+async def send_handoff(participant_id: ParticipantId, body: s.HandoffIn, request: Request,
                  services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: {"handoff_id": p.send_aftercare_handoff(
-        by=writer.by, receiving_agency=body.receiving_agency, report=body.report,
-        at=effective(body.effective_on, writer.by), reason=body.reason)})
+    return await writer.run(participant_id, lambda p, policy: {
+        "handoff_id": p.send_aftercare_handoff(
+            by=writer.by, receiving_agency=body.receiving_agency, report=body.report,
+            at=effective(body.effective_on, writer.by), reason=body.reason)})
 
 
 @router.post("/{participant_id}/consents", status_code=201)
-def give_consent(participant_id: ParticipantId, body: s.ConsentIn, request: Request,
+async def give_consent(participant_id: ParticipantId, body: s.ConsentIn, request: Request,
                  services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: {"consent_id": p.give_consent(
+    return await writer.run(participant_id, lambda p, policy: {"consent_id": p.give_consent(
         by=writer.by, recipient=body.recipient, purpose=body.purpose,
         categories=body.categories, at=writer.by.now, expires_on=body.expires_on,
         expiry_event=body.expiry_event,
@@ -309,16 +316,16 @@ def give_consent(participant_id: ParticipantId, body: s.ConsentIn, request: Requ
 
 @router.post("/{participant_id}/consents/{consent_id}/revocation", status_code=201,
              response_model=s.WriteOut)
-def revoke_consent(participant_id: ParticipantId, consent_id: str, body: s.ReasonIn,
+async def revoke_consent(participant_id: ParticipantId, consent_id: str, body: s.ReasonIn,
                    request: Request, services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: p.revoke_consent(
+    return await writer.run(participant_id, lambda p, policy: p.revoke_consent(
         by=writer.by, consent_id=consent_id, at=effective(body.effective_on, writer.by),
         reason=body.reason))
 
 
 @router.post("/{participant_id}/corrections", status_code=201, response_model=s.WriteOut)
-def correct(participant_id: ParticipantId, body: s.CorrectionIn, request: Request,
+async def correct(participant_id: ParticipantId, body: s.CorrectionIn, request: Request,
             services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
 
@@ -334,97 +341,97 @@ def correct(participant_id: ParticipantId, body: s.CorrectionIn, request: Reques
             p.correct_entry(policy, by=writer.by, version=body.supersedes_version,
                             changes=body.changes, at=writer.by.now, reason=body.reason)
 
-    return writer.run(participant_id, decide)
+    return await writer.run(participant_id, decide)
 
 
 @router.post("/{participant_id}/counselor", status_code=201, response_model=s.WriteOut)
-def assign_counselor(participant_id: ParticipantId, body: s.CounselorIn, request: Request,
+async def assign_counselor(participant_id: ParticipantId, body: s.CounselorIn, request: Request,
                      services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: p.assign_counselor(
+    return await writer.run(participant_id, lambda p, policy: p.assign_counselor(
         by=writer.by, counselor_id=body.counselor_id,
         at=effective(body.effective_on, writer.by), reason=body.reason))
 
 
 @router.post("/{participant_id}/transfers", status_code=201, response_model=s.WriteOut)
-def transfer(participant_id: ParticipantId, body: s.TransferIn, request: Request,
+async def transfer(participant_id: ParticipantId, body: s.TransferIn, request: Request,
              services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: p.transfer(
+    return await writer.run(participant_id, lambda p, policy: p.transfer(
         by=writer.by, facility=body.facility, unit=body.unit,
         at=effective(body.effective_on, writer.by), reason=body.reason))
 
 
 @router.post("/{participant_id}/release-date", status_code=201, response_model=s.WriteOut)
-def change_release_date(participant_id: ParticipantId, body: s.ReleaseDateIn,
+async def change_release_date(participant_id: ParticipantId, body: s.ReleaseDateIn,
                         request: Request, services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: p.change_release_date(
+    return await writer.run(participant_id, lambda p, policy: p.change_release_date(
         by=writer.by, expected_release_on=body.expected_release_on,
         at=effective(body.effective_on, writer.by), reason=body.reason))
 
 
 @router.post("/{participant_id}/assessments", status_code=201)
-def record_assessment(participant_id: ParticipantId, body: s.AssessmentIn, request: Request,
+async def record_assessment(participant_id: ParticipantId, body: s.AssessmentIn, request: Request,
                       services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: {
+    return await writer.run(participant_id, lambda p, policy: {
         "assessment_id": p.record_assessment(by=writer.by, at=writer.by.now,
                                              **body.model_dump())})
 
 
 @router.post("/{participant_id}/job-functions", status_code=201)
-def assign_job_function(participant_id: ParticipantId, body: s.JobFunctionIn,
+async def assign_job_function(participant_id: ParticipantId, body: s.JobFunctionIn,
                         request: Request, services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: {"job_id": p.assign_job_function(
+    return await writer.run(participant_id, lambda p, policy: {"job_id": p.assign_job_function(
         by=writer.by, function=body.function, at=effective(body.effective_on, writer.by),
         reason=body.reason)})
 
 
 @router.post("/{participant_id}/job-functions/{job_id}/end", status_code=201,
              response_model=s.WriteOut)
-def end_job_function(participant_id: ParticipantId, job_id: str, body: s.ReasonIn,
+async def end_job_function(participant_id: ParticipantId, job_id: str, body: s.ReasonIn,
                      request: Request, services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: p.end_job_function(
+    return await writer.run(participant_id, lambda p, policy: p.end_job_function(
         by=writer.by, job_id=job_id, at=effective(body.effective_on, writer.by),
         reason=body.reason))
 
 
 @router.post("/{participant_id}/incentives", status_code=201)
-def award_incentive(participant_id: ParticipantId, body: s.IncentiveIn, request: Request,
+async def award_incentive(participant_id: ParticipantId, body: s.IncentiveIn, request: Request,
                     services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: {"incentive_id": p.award_incentive(
+    return await writer.run(participant_id, lambda p, policy: {"incentive_id": p.award_incentive(
         by=writer.by, incentive=body.incentive, at=effective(body.effective_on, writer.by),
         reason=body.reason)})
 
 
 @router.post("/{participant_id}/amendment-requests", status_code=201)
-def request_amendment(participant_id: ParticipantId, body: s.AmendmentIn, request: Request,
+async def request_amendment(participant_id: ParticipantId, body: s.AmendmentIn, request: Request,
                       services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: {"amendment_id": p.request_amendment(
+    return await writer.run(participant_id, lambda p, policy: {"amendment_id": p.request_amendment(
         by=writer.by, requested_change=body.requested_change, at=writer.by.now,
         reason=body.reason, target_version=body.target_version)})
 
 
 @router.post("/{participant_id}/amendment-requests/{amendment_id}/denial", status_code=201,
              response_model=s.WriteOut)
-def deny_amendment(participant_id: ParticipantId, amendment_id: str, body: s.ReasonIn,
+async def deny_amendment(participant_id: ParticipantId, amendment_id: str, body: s.ReasonIn,
                    request: Request, services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: p.deny_amendment(
+    return await writer.run(participant_id, lambda p, policy: p.deny_amendment(
         by=writer.by, amendment_id=amendment_id, at=writer.by.now, reason=body.reason))
 
 
 @router.post("/{participant_id}/amendment-requests/{amendment_id}/disagreement",
              status_code=201, response_model=s.WriteOut)
-def file_disagreement(participant_id: ParticipantId, amendment_id: str,
+async def file_disagreement(participant_id: ParticipantId, amendment_id: str,
                       body: s.DisagreementIn, request: Request, services: ServicesDep,
                       caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
-    return writer.run(participant_id, lambda p, policy: p.file_disagreement(
+    return await writer.run(participant_id, lambda p, policy: p.file_disagreement(
         by=writer.by, amendment_id=amendment_id, statement=body.statement, at=writer.by.now,
         reason=body.reason))
