@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -40,6 +40,7 @@ Guard = Callable[[Participant], None]
 # stream id, its version after the write and the command's outcome (new ids).
 RecordWith = Callable[[UUID, int, dict[str, Any]], dict[str, Any]]
 
+T = TypeVar("T")
 CONFLICT_RETRIES = 8  # then the caller hears 409 and may retry itself
 
 
@@ -99,9 +100,13 @@ class TCLedger(Application[UUID]):
         """A private copy of the record, current (caught up with the store) or at a version."""
         if version is not None:
             return self._load(participant_id, version)
+        return self.read(participant_id, copy.deepcopy)
+
+    def read(self, participant_id: UUID, view: Callable[[Participant], T]) -> T:
+        """Applies a read-only view to the current record under its lock: no copy needed."""
         self.keys.check_readable(participant_id)
         with self._live.lock(participant_id):
-            return copy.deepcopy(self._current(participant_id, catch_up=True))
+            return view(self._current(participant_id, catch_up=True))
 
     def participant_as_of(self, participant_id: UUID, recorded_by: datetime) -> Participant:
         """The record as it stood at a recorded time: later entries, even back-dated, left out."""
@@ -123,16 +128,17 @@ class TCLedger(Application[UUID]):
         if not found:
             raise ParticipantNotFound(participant_id)
 
-    def admissions(self, after: int = 0,
-                   batch: int = 500) -> Iterator[tuple[int, Participant]]:
-        """Every readable participant in admission order, with its admission's log position."""
+    def admissions(self, view: Callable[[Participant], T], after: int = 0,
+                   batch: int = 500) -> Iterator[tuple[int, T]]:
+        """A view of every readable participant in admission order, with the admission's
+        log position."""
         topics = [get_topic(ev.ParticipantAdmitted)]
         while True:
             notes = self.recorder.select_notifications(
                 start=after, limit=batch, topics=topics, inclusive_of_start=False)
             for note in notes:
                 try:
-                    yield note.id, self.participant(UUID(str(note.originator_id)))
+                    yield note.id, self.read(UUID(str(note.originator_id)), view)
                 except ParticipantErased:
                     continue
             if len(notes) < batch:

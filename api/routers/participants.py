@@ -83,18 +83,22 @@ def caseload(services: ServicesDep, caller: Reader,
             return {"items": [], "next_cursor": None}
         facility = caller.facility
     today = datetime.now(UTC).date()
-    items: list[dict[str, Any]] = []
-    next_cursor = None
-    after = _cursor(cursor)
-    for position, participant in services.ledger.admissions(after):
+
+    def matching(participant: Participant) -> dict[str, Any] | None:
         st = participant.state
         if (facility and st.facility != facility) or (unit and st.unit != unit) \
                 or (counselor_id and st.counselor_id != counselor_id) \
                 or (stage and st.stage != stage) or (status and st.status != status) \
                 or (doc_number and st.external_ids.get("DOC", {}).get("value") != doc_number):
-            continue
+            return None
         summary = summary_view(participant, services.ledger.policy_of(participant), today)
-        if flag and not set(flag) <= set(summary["flags"]):
+        return None if flag and not set(flag) <= set(summary["flags"]) else summary
+
+    items: list[dict[str, Any]] = []
+    next_cursor = None
+    after = _cursor(cursor)
+    for position, summary in services.ledger.admissions(matching, after):
+        if summary is None:
             continue
         if len(items) == limit:
             next_cursor = str(after)
@@ -121,20 +125,24 @@ def read(participant_id: ParticipantId, services: ServicesDep, caller: Reader,
         if as_of.tzinfo is None:
             raise Problem(422, "validation", "Invalid request", "as_of: needs a time zone",
                           errors=[{"field": "as_of", "message": "needs a time zone"}])
-        participant = ledger.participant_as_of(participant_id, as_of)
-    else:
-        participant = ledger.participant(participant_id)
-    scope_guard(caller)(ledger.participant(participant_id) if as_of else participant)
-    body = record_view(participant, ledger.policy_of(participant),
-                       (as_of or datetime.now(UTC)).date())
-    return answer(body, 200)
+        ledger.read(participant_id, scope_guard(caller))  # scope by where it is now
+        earlier = ledger.participant_as_of(participant_id, as_of)
+        return answer(record_view(earlier, ledger.policy_of(earlier), as_of.date()), 200)
+    guard = scope_guard(caller)
+    today = datetime.now(UTC).date()
+
+    def view(participant: Participant) -> dict[str, Any]:
+        guard(participant)
+        return record_view(participant, ledger.policy_of(participant), today)
+
+    return answer(ledger.read(participant_id, view), 200)
 
 
 @router.get("/{participant_id}/history", dependencies=[ReadYourWrites])
 def history(participant_id: ParticipantId, services: ServicesDep,
             caller: Reader) -> dict[str, Any]:
     ledger = services.ledger
-    scope_guard(caller)(ledger.participant(participant_id))
+    ledger.read(participant_id, scope_guard(caller))
     positions = services.recorder.positions(participant_id)
     events = [event_view(e, positions.get(e.originator_version))
               for e in ledger.history(participant_id)]
