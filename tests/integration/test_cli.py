@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from infra.cli import main
 from infra.settings import Settings
 from infra.tokens import hash_token
@@ -68,3 +70,41 @@ def test_a_bad_policy_file_stops_the_start(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TCLEDGER_POLICY_FILES", str(bad))
     assert main(["tokens", "list"]) == 2
     assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_key_rotation_rewraps_data_keys_and_leaves_events_alone(tmp_path, monkeypatch, capsys):
+    from datetime import date
+
+    from domain.provenance import Provenance
+    from infra.keys import KeyEncryptionKey, KeyError_, KeyStore
+
+    monkeypatch.setenv("TCLEDGER_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("TCLEDGER_KEK", TEST_KEK)
+    services = build(Settings())
+    try:
+        pid = services.ledger.admit(
+            services.policies.get("tc-default"), Provenance("s", "counselor"),
+            facility="F-1", unit="U", external_ids={"DOC": {"value": "SYN-9", "issuer": "F-1"}},
+            given_name="Jory9", family_name="Orrinton", date_of_birth=date(1991, 2, 2),
+            admitted_on=date(2026, 1, 5), expected_release_on=None, counselor_id=None,
+            referral_source=None, program_agreement_signed=True, reason="synthetic",
+            assessments=[]).id
+        before = [e.state for e in services.ledger.recorder.select_events(pid)]
+    finally:
+        services.close()
+    new_key = tmp_path / "new.key"
+    assert main(["keys", "generate", str(new_key)]) == 0
+    assert main(["keys", "rotate", str(new_key)]) == 0
+    assert "re-wrapped 1 data keys" in capsys.readouterr().out
+
+    monkeypatch.delenv("TCLEDGER_KEK")
+    monkeypatch.setenv("TCLEDGER_KEK_FILE", str(new_key))
+    services = build(Settings())
+    try:
+        assert services.ledger.participant(pid).state.given_name == "Jory9"
+        assert [e.state for e in services.ledger.recorder.select_events(pid)] == before
+        old = KeyStore(KeyEncryptionKey.from_base64(TEST_KEK), services.store)
+        with pytest.raises(KeyError_, match="does not unwrap"):
+            old.data_key(pid)
+    finally:
+        services.close()
