@@ -65,5 +65,35 @@ class EncryptedMapper(Mapper[UUID]):
             plain))
 
 
+class FieldSealer:
+    """Encrypts personal fields of read models under the participant's own data key.
+
+    The associated data names the view and the row, so a sealed value cannot be moved to
+    another row or view; destroying the participant's key makes every view copy unreadable.
+    """
+
+    def __init__(self, keys: KeyStore) -> None:
+        self.keys = keys
+
+    def seal(self, stream_id: UUID, purpose: str, plaintext: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        key = self.keys.data_key(stream_id)
+        return FORMAT_V1 + nonce + AESGCM(key).encrypt(nonce, plaintext,
+                                                       _field_aad(stream_id, purpose))
+
+    def open(self, stream_id: UUID, purpose: str, sealed: bytes) -> bytes:
+        key = self.keys.data_key(stream_id)
+        try:
+            return AESGCM(key).decrypt(sealed[1:1 + NONCE_BYTES], sealed[1 + NONCE_BYTES:],
+                                       _field_aad(stream_id, purpose))
+        except InvalidTag:
+            raise EventDecryptionError(
+                f"view {purpose} row {stream_id}: sealed value does not authenticate") from None
+
+
+def _field_aad(stream_id: UUID, purpose: str) -> bytes:
+    return b"tcledger/view/v1|" + stream_id.bytes + b"|" + purpose.encode("utf-8")
+
+
 def _uuid(value: UUID | str) -> UUID:
     return value if isinstance(value, UUID) else UUID(value)

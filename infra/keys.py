@@ -114,6 +114,16 @@ class KeyStore:
             self._cache[stream_id] = key
         return key
 
+    def system_key(self, stream_id: UUID) -> bytes:
+        """A key that is not a participant's (the blind index), made on first use."""
+        try:
+            return self.data_key(stream_id)
+        except KeyError_:
+            try:
+                return self._create(stream_id)
+            except KeyError_:  # another process made it first
+                return self.data_key(stream_id)
+
     def data_key_for_new_event(self, stream_id: UUID, version: int) -> bytes:
         if version == 1 and stream_id not in self._cache:
             return self._create(stream_id)

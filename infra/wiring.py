@@ -15,7 +15,8 @@ from uuid import UUID
 
 from domain.application import TCLedger
 from domain.policy import PolicyBook, default_policy, load_policy
-from infra.cipher import EncryptedMapper
+from infra.blind_index import BlindIndex
+from infra.cipher import EncryptedMapper, FieldSealer
 from infra.idempotency import IdempotencyStore
 from infra.keys import KeyEncryptionKey, KeyError_, KeyStore
 from infra.log_reader import LogReader
@@ -40,6 +41,8 @@ class Services:
     tokens: TokenStore
     idempotency: IdempotencyStore
     generated_dev_key: bool
+    sealer: FieldSealer
+    index: BlindIndex
 
     @property
     def log(self) -> LogReader:
@@ -111,4 +114,4 @@ def build(settings: Settings) -> Services:
     keys.attach(store)
     return Services(settings, policies, keys, ledger, store,
                     TokenStore(store, settings.token_cache_seconds),
-                    IdempotencyStore(store), generated)
+                    IdempotencyStore(store), generated, FieldSealer(keys), BlindIndex(keys))

@@ -1,0 +1,98 @@
+"""Caseload queries over the participant summary view: filters, flags and keyset pages.
+
+Flags are computed against the day asked for, from the dates the rows keep, with the same
+meaning as domain.summary.flags on a whole record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from domain.summary import CONSENT_HORIZON, RELEASE_HORIZON
+from infra.sql import SqlStore
+
+FLAGS = ("review_due", "sanction_overdue", "result_unconfirmed", "release_within_90_days",
+         "consent_expiring")
+
+
+@dataclass(frozen=True)
+class CaseloadQuery:
+    facility: str | None = None
+    unit: str | None = None
+    counselor_id: str | None = None
+    stage: str | None = None
+    status: str | None = None
+    doc_index: str | None = None
+    flags: tuple[str, ...] = ()
+    after: int = 0
+    limit: int = 50
+
+
+def _flag_sql(flag: str) -> str:
+    return {
+        "review_due": "s.review_due_on <= ?",
+        "sanction_overdue": "s.sanction_due_on < ?",
+        "result_unconfirmed": "s.result_unconfirmed = 1 AND ? = ?",
+        "release_within_90_days": "s.expected_release_on <= ?",
+        "consent_expiring": "EXISTS (SELECT 1 FROM tcledger_summary_consents c WHERE "
+                            "c.participant_id = s.participant_id AND c.expires_on >= ? "
+                            "AND c.expires_on <= ?)",
+    }[flag]
+
+
+def _flag_params(flag: str, today: date) -> list[str]:
+    day = today.isoformat()
+    return {
+        "review_due": [day], "sanction_overdue": [day], "result_unconfirmed": [day, day],
+        "release_within_90_days": [(today + RELEASE_HORIZON).isoformat()],
+        "consent_expiring": [day, (today + CONSENT_HORIZON).isoformat()],
+    }[flag]
+
+
+def find(store: SqlStore, query: CaseloadQuery, today: date) -> list[dict[str, Any]]:
+    where: list[str] = ["s.admitted_position > ?"]
+    params: list[Any] = [query.after]
+    for column in ("facility", "unit", "counselor_id", "stage", "status", "doc_index"):
+        value = getattr(query, column)
+        if value is not None:
+            where.append(f"s.{column} = ?")
+            params.append(value)
+    for flag in query.flags:
+        where.append("s.status = 'active' AND " + _flag_sql(flag))
+        params.extend(_flag_params(flag, today))
+    rows = store.fetch_all(
+        "SELECT s.* FROM tcledger_participant_summary s WHERE " + " AND ".join(where)
+        + " ORDER BY s.admitted_position LIMIT ?", (*params, query.limit + 1))
+    found = [dict(r) for r in rows]
+    if found:
+        marks = ", ".join("?" for _ in found)
+        expiries: dict[str, list[str]] = {}
+        for r in store.fetch_all("SELECT participant_id, expires_on FROM "
+                                 f"tcledger_summary_consents WHERE participant_id IN ({marks})",
+                                 [f["participant_id"] for f in found]):
+            expiries.setdefault(r["participant_id"], []).append(r["expires_on"])
+        for row in found:
+            row["flags"] = row_flags(row, expiries.get(row["participant_id"], []), today)
+    return found
+
+
+def row_flags(row: dict[str, Any], consent_expiries: list[str], today: date) -> list[str]:
+    if row["status"] != "active":
+        return []
+    day = today.isoformat()
+    found = []
+    if row["review_due_on"] and row["review_due_on"] <= day:
+        found.append("review_due")
+    if row["sanction_due_on"] and row["sanction_due_on"] < day:
+        found.append("sanction_overdue")
+    if row["result_unconfirmed"]:
+        found.append("result_unconfirmed")
+    if row["expected_release_on"] and \
+            row["expected_release_on"] <= (today + RELEASE_HORIZON).isoformat():
+        found.append("release_within_90_days")
+    horizon = (today + timedelta(days=CONSENT_HORIZON.days)).isoformat()
+    if any(day <= e <= horizon for e in consent_expiries):
+        found.append("consent_expiring")
+    return found

@@ -1,0 +1,211 @@
+"""The projection runner: follows the global log and keeps each read model current.
+
+Each projection reads the log after its own tracking position and writes a batch of view
+changes and its new position in one transaction, so a crash between batches loses and
+duplicates nothing. Two runners on one database cannot both apply a batch: the tracking
+row is read for update (PostgreSQL) or the write transaction is serialised (SQLite), and
+a runner whose position moved under it rolls back. Polling the log works the same on
+SQLite and PostgreSQL (see infra.log_reader).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import structlog
+from eventsourcing.persistence import Mapper, Notification, OperationalError, StoredEvent
+
+from domain.errors import ParticipantErased
+from infra.log_reader import LogReader
+from infra.sql import SqlStore
+
+log = structlog.get_logger("tcledger.projections")
+
+TRACKING_TABLE = (
+    "CREATE TABLE IF NOT EXISTS tcledger_projection_positions ("
+    " name TEXT PRIMARY KEY, position BIGINT NOT NULL, updated_at TEXT NOT NULL)")
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """A log entry as a projection sees it: decoded, or `erased` when its key is gone."""
+
+    position: int
+    stream_id: UUID
+    version: int
+    topic: str
+    event: Any | None
+
+    @property
+    def erased(self) -> bool:
+        return self.event is None
+
+
+class Projection(Protocol):
+    name: str
+
+    def create_tables(self, cur: Any, store: SqlStore) -> None: ...
+
+    def clear(self, cur: Any, store: SqlStore) -> None: ...
+
+    def apply(self, cur: Any, store: SqlStore, batch: Sequence[LoggedEvent]) -> None: ...
+
+
+class PositionMoved(Exception):
+    """Another runner applied this batch first; ours is rolled back."""
+
+
+class ProjectionRunner:
+    def __init__(self, store: SqlStore, log_reader: LogReader, mapper: Mapper[UUID],
+                 projections: Sequence[Projection], batch_size: int = 500) -> None:
+        self.store = store
+        self.log = log_reader
+        self.mapper = mapper
+        self.projections = {p.name: p for p in projections}
+        self.batch_size = batch_size
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        with store.transaction() as cur:
+            cur.execute(TRACKING_TABLE)
+            for projection in projections:
+                projection.create_tables(cur, store)
+                cur.execute(store.sql("SELECT name FROM tcledger_projection_positions "
+                                      "WHERE name = ?"), (projection.name,))
+                if cur.fetchone() is None:
+                    cur.execute(store.sql("INSERT INTO tcledger_projection_positions "
+                                          "(name, position, updated_at) VALUES (?, 0, ?)"),
+                                (projection.name, _now()))
+
+    # --- positions ---------------------------------------------------------------------
+
+    def position(self, name: str) -> int:
+        row = self.store.fetch_one(
+            "SELECT position FROM tcledger_projection_positions WHERE name = ?", (name,))
+        return int(row["position"]) if row else 0
+
+    def status(self) -> list[dict[str, Any]]:
+        head = self.log.head()
+        rows = self.store.fetch_all(
+            "SELECT name, position, updated_at FROM tcledger_projection_positions ORDER BY name")
+        return [{"name": r["name"], "position": int(r["position"]),
+                 "lag": max(head - int(r["position"]), 0), "updated_at": r["updated_at"]}
+                for r in rows if r["name"] in self.projections]
+
+    def wait_for(self, position: int, timeout: float, interval: float = 0.02) -> bool:
+        """Polls until every projection includes `position` (read-your-writes)."""
+        deadline = time.monotonic() + timeout
+        while min((self.position(n) for n in self.projections), default=position) < position:
+            if time.monotonic() >= deadline:
+                return False
+            self.catch_up()
+            time.sleep(interval)
+        return True
+
+    # --- running -----------------------------------------------------------------------
+
+    def step(self, projection: Projection) -> int:
+        """Applies the next batch of the log to one projection; returns how many entries."""
+        after = self.position(projection.name)
+        notes = self.log.batch(after, self.batch_size)
+        if not notes:
+            return 0
+        batch = [self._decode(n) for n in notes]
+        lock = " FOR UPDATE" if self.store.postgres else ""
+        try:
+            with self.store.transaction() as cur:
+                cur.execute(self.store.sql("SELECT position FROM tcledger_projection_positions "
+                                           "WHERE name = ?" + lock), (projection.name,))
+                row = cur.fetchone()
+                if row is None or int(row["position"]) != after:
+                    raise PositionMoved(projection.name)
+                projection.apply(cur, self.store, batch)
+                cur.execute(self.store.sql("UPDATE tcledger_projection_positions SET "
+                                           "position = ?, updated_at = ? WHERE name = ?"),
+                            (notes[-1].id, _now(), projection.name))
+        except PositionMoved:
+            return 0
+        except OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            return 0  # SQLite: another runner is writing; the next step sees its position
+        return len(notes)
+
+    def catch_up(self, only: str | None = None,
+                 progress: Callable[[str, int, int], None] | None = None) -> int:
+        """Runs every projection (or one) to the end of the log as it is now."""
+        total = 0
+        for name, projection in self.projections.items():
+            if only is not None and name != only:
+                continue
+            head = self.log.head()
+            while True:
+                done = self.step(projection)
+                total += done
+                if progress is not None:
+                    progress(name, self.position(name), head)
+                if done == 0 or self.position(name) >= head:
+                    break
+        return total
+
+    def rebuild(self, only: str | None = None,
+                progress: Callable[[str, int, int], None] | None = None) -> int:
+        """Throws the views away and builds them again from the first event."""
+        for name, projection in self.projections.items():
+            if only is not None and name != only:
+                continue
+            with self.store.transaction() as cur:
+                projection.clear(cur, self.store)
+                cur.execute(self.store.sql("UPDATE tcledger_projection_positions SET "
+                                           "position = 0, updated_at = ? WHERE name = ?"),
+                            (_now(), name))
+            reset = getattr(projection, "reset", None)
+            if callable(reset):
+                reset()
+        return self.catch_up(only, progress)
+
+    def start(self, interval: float = 0.05) -> None:
+        """Keeps the views current from a background thread of this process."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, args=(interval,),
+                                        name="tcledger-projections", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _loop(self, interval: float) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self.catch_up()
+                failures = 0
+            except Exception as exc:  # keep running; report the kind, never the data
+                failures += 1
+                log.error("projection_failed", error_type=type(exc).__name__,
+                          failures=failures)
+            self._stop.wait(interval * (2 ** min(failures, 6)))
+
+    def _decode(self, note: Notification) -> LoggedEvent:
+        stream_id = note.originator_id if isinstance(note.originator_id, UUID) \
+            else UUID(str(note.originator_id))
+        try:
+            event = self.mapper.to_domain_event(StoredEvent(
+                note.originator_id, note.originator_version, note.topic, note.state))
+        except ParticipantErased:
+            event = None
+        return LoggedEvent(note.id, stream_id, note.originator_version, note.topic, event)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

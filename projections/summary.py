@@ -1,0 +1,195 @@
+"""The participant summary view: one row per participant, the caseload's source.
+
+In clear only what is filtered, sorted and counted: program, facility, unit, counselor,
+status, stage and the dates the flags are computed from. Names, the DOC number,
+privileges, sanctions and the last result are sealed under the participant's own key;
+the DOC number is found through its blind index. Rows hold no "now": flags are computed
+when asked, so a rebuild gives the same rows whenever it runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from datetime import date, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.utils import get_topic
+
+from domain.errors import ParticipantErased
+from domain.events import ParticipantEvent
+from domain.participant import Participant
+from domain.policy import PolicyBook
+from domain.retention import RecordErased
+from infra.blind_index import BlindIndex
+from infra.cipher import FieldSealer
+from infra.sql import SqlStore
+from projections.runner import LoggedEvent
+
+SEALED = "participant_summary"
+ERASED_TOPIC = get_topic(RecordErased)
+
+
+def _tables(blob: str, bigint: str) -> list[str]:
+    return [
+        "CREATE TABLE IF NOT EXISTS tcledger_participant_summary ("
+        " participant_id TEXT PRIMARY KEY, version INTEGER NOT NULL,"
+        f" admitted_position {bigint} NOT NULL, program TEXT NOT NULL, facility TEXT NOT NULL,"
+        " unit TEXT NOT NULL, counselor_id TEXT, status TEXT NOT NULL, stage TEXT NOT NULL,"
+        " stage_since TEXT, admitted_on TEXT, expected_release_on TEXT, discharged_on TEXT,"
+        " review_due_on TEXT, sanction_due_on TEXT, result_unconfirmed INTEGER NOT NULL,"
+        f" last_test_at TEXT, doc_index TEXT, sealed {blob} NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS tcledger_summary_facility"
+        " ON tcledger_participant_summary (facility, status, admitted_position)",
+        "CREATE INDEX IF NOT EXISTS tcledger_summary_doc"
+        " ON tcledger_participant_summary (doc_index)",
+        "CREATE TABLE IF NOT EXISTS tcledger_summary_consents ("
+        " participant_id TEXT NOT NULL, expires_on TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS tcledger_summary_consents_participant"
+        " ON tcledger_summary_consents (participant_id)",
+    ]
+
+
+class ParticipantSummaryView:
+    name = "participant_summary"
+
+    def __init__(self, policies: PolicyBook, sealer: FieldSealer, index: BlindIndex,
+                 load: Callable[[UUID, int], Participant], cache_size: int = 5000) -> None:
+        self.policies = policies
+        self.sealer = sealer
+        self.index = index
+        self.load = load
+        self.cache_size = cache_size
+        self._folded: OrderedDict[UUID, Participant] = OrderedDict()
+
+    def reset(self) -> None:
+        self._folded.clear()
+
+    # --- Projection --------------------------------------------------------------------
+
+    def create_tables(self, cur: Any, store: SqlStore) -> None:
+        for statement in _tables("BYTEA" if store.postgres else "BLOB",
+                                 "BIGINT" if store.postgres else "INTEGER"):
+            cur.execute(statement)
+
+    def clear(self, cur: Any, store: SqlStore) -> None:
+        cur.execute("DELETE FROM tcledger_summary_consents")
+        cur.execute("DELETE FROM tcledger_participant_summary")
+
+    def apply(self, cur: Any, store: SqlStore, batch: Sequence[LoggedEvent]) -> None:
+        touched: dict[UUID, tuple[Participant, int]] = {}
+        gone: set[UUID] = set()
+        for entry in batch:
+            if entry.topic == ERASED_TOPIC and isinstance(entry.event, RecordErased):
+                gone.add(entry.event.participant_id)
+                touched.pop(entry.event.participant_id, None)
+                self._folded.pop(entry.event.participant_id, None)
+            elif isinstance(entry.event, ParticipantEvent):
+                participant = self._fold(entry)
+                admitted = touched[entry.stream_id][1] if entry.stream_id in touched \
+                    else (entry.position if entry.version == 1 else -1)
+                touched[entry.stream_id] = (participant, admitted)
+        for participant_id in gone:
+            self._delete(cur, store, participant_id)
+        for participant, admitted in touched.values():
+            self._upsert(cur, store, participant, admitted)
+
+    # --- folding -----------------------------------------------------------------------
+
+    def _fold(self, entry: LoggedEvent) -> Participant:
+        participant = self._folded.pop(entry.stream_id, None)
+        if participant is not None and participant.version != entry.version - 1:
+            participant = None
+        if participant is None and entry.version > 1:
+            participant = self.load(entry.stream_id, entry.version - 1)
+        assert isinstance(entry.event, ParticipantEvent)
+        folded = entry.event.mutate(participant)
+        assert isinstance(folded, Participant)
+        self._folded[entry.stream_id] = folded
+        while len(self._folded) > self.cache_size:
+            self._folded.popitem(last=False)
+        return folded
+
+    # --- rows --------------------------------------------------------------------------
+
+    def _delete(self, cur: Any, store: SqlStore, participant_id: UUID) -> None:
+        for table in ("tcledger_summary_consents", "tcledger_participant_summary"):
+            cur.execute(store.sql(f"DELETE FROM {table} WHERE participant_id = ?"),
+                        (str(participant_id),))
+
+    def _upsert(self, cur: Any, store: SqlStore, p: Participant, admitted: int) -> None:
+        st = p.state
+        policy = self.policies.get(st.program)
+        stage = policy.stage(st.stage) if policy else None
+        following = policy.next_stage(st.stage) if policy and stage else None
+        review_due = (st.stage_since + timedelta(days=stage.min_days)
+                      if stage and following and st.stage_since else None)
+        dues = [s["due_on"] for s in st.open_sanctions if s["due_on"]]
+        last_test = max(st.specimens.values(), key=lambda x: x["collected_at"], default=None)
+        unconfirmed = bool(policy and policy.drug_tests.positive_requires_confirmation) and any(
+            s["result"] == "positive" and s["confirmation"] is None
+            for s in st.specimens.values())
+        doc = st.external_ids.get("DOC", {}).get("value")
+        try:
+            sealed = self._seal(p, doc, last_test)
+        except ParticipantErased:  # erased since its events were read: no row at all
+            self._delete(cur, store, p.id)
+            return
+        row = (p.version, st.program, st.facility, st.unit, st.counselor_id, st.status,
+               st.stage, _iso(st.stage_since), _iso(st.admitted_on),
+               _iso(st.expected_release_on),
+               st.discharge["effective_on"] if st.discharge else None, _iso(review_due),
+               min(dues) if dues else None, 1 if unconfirmed else 0,
+               last_test["collected_at"] if last_test else None,
+               self.index.digest("DOC", doc) if doc else None, sealed)
+        self._write(cur, store, p, admitted, row)
+
+    def _seal(self, p: Participant, doc: str | None, last_test: dict[str, Any] | None) -> bytes:
+        st = p.state
+        return self.sealer.seal(p.id, SEALED, json.dumps({
+            "given_name": st.given_name, "family_name": st.family_name, "doc_number": doc,
+            "privileges": st.active_privileges,
+            "open_sanctions": [{k: s[k] for k in ("sanction_id", "sanction", "severity",
+                                                  "due_on", "imposed_on")}
+                               for s in st.open_sanctions],
+            "last_test": None if last_test is None else {
+                "specimen_id": last_test["specimen_id"],
+                "collected_at": last_test["collected_at"], "result": last_test["result"]},
+        }, sort_keys=True).encode())
+
+    def _write(self, cur: Any, store: SqlStore, p: Participant, admitted: int,
+               row: tuple[Any, ...]) -> None:
+        st = p.state
+        key = str(p.id)
+        cur.execute(store.sql("SELECT admitted_position FROM tcledger_participant_summary "
+                              "WHERE participant_id = ?"), (key,))
+        existing = cur.fetchone()
+        if existing is None:
+            cur.execute(store.sql(
+                "INSERT INTO tcledger_participant_summary (version, program, facility, unit, "
+                "counselor_id, status, stage, stage_since, admitted_on, expected_release_on, "
+                "discharged_on, review_due_on, sanction_due_on, result_unconfirmed, "
+                "last_test_at, doc_index, sealed, participant_id, admitted_position) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                (*row, key, admitted))
+        else:
+            cur.execute(store.sql(
+                "UPDATE tcledger_participant_summary SET version = ?, program = ?, "
+                "facility = ?, unit = ?, counselor_id = ?, status = ?, stage = ?, "
+                "stage_since = ?, admitted_on = ?, expected_release_on = ?, discharged_on = ?, "
+                "review_due_on = ?, sanction_due_on = ?, result_unconfirmed = ?, "
+                "last_test_at = ?, doc_index = ?, sealed = ? WHERE participant_id = ?"),
+                (*row, key))
+        cur.execute(store.sql("DELETE FROM tcledger_summary_consents WHERE participant_id = ?"),
+                    (key,))
+        for consent in st.consents.values():
+            if consent["revoked_on"] is None and consent["expires_on"]:
+                cur.execute(store.sql("INSERT INTO tcledger_summary_consents "
+                                      "(participant_id, expires_on) VALUES (?, ?)"),
+                            (key, consent["expires_on"]))
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None

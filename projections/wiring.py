@@ -1,0 +1,17 @@
+"""The projections a deployment runs, built on the services."""
+
+from __future__ import annotations
+
+from infra.wiring import Services
+from projections.runner import ProjectionRunner
+from projections.summary import ParticipantSummaryView
+
+
+def build_runner(services: Services, batch_size: int = 500) -> ProjectionRunner:
+    ledger = services.ledger
+    services.index.prepare()
+    summary = ParticipantSummaryView(
+        services.policies, services.sealer, services.index,
+        load=lambda stream_id, version: ledger.participant(stream_id, version=version))
+    return ProjectionRunner(services.store, services.log, ledger.mapper, [summary],
+                            batch_size=batch_size)
