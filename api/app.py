@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
@@ -16,6 +18,7 @@ from api.problems import problem_response
 from api.routers import admin, health, participants, programs
 from infra.settings import Settings
 from infra.wiring import Services, build
+from projections.wiring import build_runner
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 log = structlog.get_logger("tcledger.http")
@@ -101,10 +104,21 @@ class RequestMiddleware:
 def create_app(services: Services | None = None, settings: Settings | None = None) -> FastAPI:
     if services is None:
         services = build(settings or Settings())
-    app = FastAPI(title="tcledger", version="0.1.0",
+    runner = build_runner(services)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runner.start()  # this process keeps the views current
+        try:
+            yield
+        finally:
+            runner.stop()
+
+    app = FastAPI(title="tcledger", version="0.1.0", lifespan=lifespan,
                   description="Encrypted, event-sourced case records for therapeutic "
                               "community programs in prisons.")
     app.state.services = services
+    app.state.runner = runner
     app.state.in_flight = InFlight()
     problems.install(app)
     for router in (participants.router, admin.router, programs.router, health.router):

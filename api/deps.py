@@ -111,12 +111,11 @@ async def read_your_writes(request: Request,
     """`min_position`: answer only once the record includes that log position."""
     if min_position is None:
         return
-    services: Services = request.app.state.services
-    reached = await run_in_threadpool(services.log.wait_for, min_position,
-                                      MIN_POSITION_WAIT_SECONDS)
+    runner = request.app.state.runner
+    reached = await run_in_threadpool(runner.wait_for, min_position, MIN_POSITION_WAIT_SECONDS)
     if not reached:
         raise Problem(503, "position-not-reached", "Not yet at that position",
-                      f"the log has not reached position {min_position}; retry shortly",
+                      f"the views have not reached position {min_position}; retry shortly",
                       headers={"Retry-After": "1"})
 
 

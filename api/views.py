@@ -44,6 +44,28 @@ def summary_view(p: Participant, policy: ProgramPolicy, today: date) -> dict[str
     }
 
 
+def caseload_item(row: dict[str, Any], personal: dict[str, Any],
+                  today: date) -> dict[str, Any]:
+    """A caseload entry from a summary row and its unsealed personal part."""
+    def day(value: str | None) -> date | None:
+        return date.fromisoformat(value) if value else None
+
+    since, admitted = day(row["stage_since"]), day(row["admitted_on"])
+    end = day(row["discharged_on"]) or today
+    return {
+        "id": row["participant_id"], "version": row["version"], "program": row["program"],
+        "facility": row["facility"], "unit": row["unit"], "counselor_id": row["counselor_id"],
+        "doc_number": personal["doc_number"], "given_name": personal["given_name"],
+        "family_name": personal["family_name"], "status": row["status"],
+        "stage": row["stage"], "stage_since": row["stage_since"],
+        "days_in_stage": (today - since).days if since else 0,
+        "days_in_program": (end - admitted).days if admitted else 0,
+        "admitted_on": row["admitted_on"], "expected_release_on": row["expected_release_on"],
+        "privileges": personal["privileges"], "open_sanctions": personal["open_sanctions"],
+        "last_test": personal["last_test"], "flags": row["flags"],
+    }
+
+
 def record_view(p: Participant, policy: ProgramPolicy, today: date) -> dict[str, Any]:
     st = p.state
     body = summary_view(p, policy, today)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from domain.policy import PolicyError, load_policy
 from infra.keys import KeyEncryptionKey, KeyError_
@@ -38,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     rotate = key_commands.add_parser("rotate", help="re-wrap every data key under a new KEK")
     rotate.add_argument("new_kek_file", type=Path)
 
+    projections = commands.add_parser("projections", help="read models")
+    projection_commands = projections.add_subparsers(dest="action", required=True)
+    projection_commands.add_parser("run", help="keep the views current (a separate process)")
+    rebuild = projection_commands.add_parser("rebuild", help="rebuild views from the log")
+    rebuild.add_argument("name", nargs="?", help="one projection (default: all)")
+    projection_commands.add_parser("status", help="position and lag of each projection")
+
     policy = commands.add_parser("policy", help="program policy files")
     policy_commands = policy.add_subparsers(dest="action", required=True)
     check = policy_commands.add_parser("check", help="validate a policy file")
@@ -69,6 +79,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "tokens":
             return _tokens(services, args)
+        if args.command == "projections":
+            return _projections(services, args)
         count = services.keys.rotate(KeyEncryptionKey.from_file(args.new_kek_file))
         print(f"re-wrapped {count} data keys; now point TCLEDGER_KEK_FILE at the new key")
         return 0
@@ -92,6 +104,40 @@ def _tokens(services: object, args: argparse.Namespace) -> int:
         print(f"tcledger: no active token {args.token_id}", file=sys.stderr)
         return 1
     return 0
+
+
+def _projections(services: Any, args: argparse.Namespace) -> int:
+    # The runner lives in projections/, which builds on infra: imported when asked for.
+    runner = importlib.import_module("projections.wiring").build_runner(services)
+    if args.action == "status":
+        for p in runner.status():
+            print(f"{p['name']}\tposition {p['position']}\tlag {p['lag']}")
+        return 0
+    if args.action == "rebuild":
+        if args.name and args.name not in runner.projections:
+            print(f"tcledger: no projection {args.name!r}; known: "
+                  f"{', '.join(runner.projections)}", file=sys.stderr)
+            return 2
+        started = time.monotonic()
+        count = runner.rebuild(args.name, progress=_progress_bar)
+        elapsed = time.monotonic() - started
+        print(f"\nrebuilt from {count} log entries in {elapsed:.1f} s", file=sys.stderr)
+        return 0
+    print("keeping the views current; Ctrl-C stops", file=sys.stderr)
+    runner.start()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        runner.stop()
+    return 0
+
+
+def _progress_bar(name: str, position: int, head: int) -> None:
+    done = min(position / head, 1.0) if head else 1.0
+    bar = "#" * int(done * 40)
+    print(f"\r{name:<24} [{bar:<40}] {done:6.1%} {position}/{head}", end="", file=sys.stderr,
+          flush=True)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:

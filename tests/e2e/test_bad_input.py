@@ -672,7 +672,8 @@ def test_the_same_key_replays_an_admission_once(api):
         again = _post_with_key(api, "/participants", body, "key-admit-21")
         assert again.status_code == 200, again.text
         assert again.json() == first.json()
-    listing = api.get("/participants", params={"doc_number": body["doc_number"]}).json()
+    listing = api.get("/participants", params={"doc_number": body["doc_number"],
+                                               "min_position": first.json()["position"]}).json()
     assert [item["id"] for item in listing["items"]] == [first.json()["id"]]
 
 

@@ -108,3 +108,31 @@ def test_key_rotation_rewraps_data_keys_and_leaves_events_alone(tmp_path, monkey
             old.data_key(pid)
     finally:
         services.close()
+
+
+def test_projections_rebuild_and_status(tmp_path, monkeypatch, capsys):
+    from datetime import date
+
+    from domain.provenance import Provenance
+
+    monkeypatch.setenv("TCLEDGER_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("TCLEDGER_KEK", TEST_KEK)
+    services = build(Settings())
+    try:
+        for n in range(3):
+            services.ledger.admit(
+                services.policies.get("tc-default"), Provenance("s", "counselor"),
+                facility="F-1", unit="U", external_ids={"DOC": {"value": f"SYN-{n}",
+                                                                "issuer": "F-1"}},
+                given_name=f"Ivo{n}", family_name="Marrowton", date_of_birth=date(1990, 1, 1),
+                admitted_on=date(2026, 2, 2), expected_release_on=None, counselor_id=None,
+                referral_source=None, program_agreement_signed=True, reason="synthetic",
+                assessments=[])
+    finally:
+        services.close()
+    assert main(["projections", "rebuild"]) == 0
+    err = capsys.readouterr().err
+    assert "participant_summary" in err and "100.0%" in err and "rebuilt from 3" in err
+    assert main(["projections", "status"]) == 0
+    assert "participant_summary\tposition 3\tlag 0" in capsys.readouterr().out
+    assert main(["projections", "rebuild", "nope"]) == 2
