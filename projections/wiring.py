@@ -7,11 +7,11 @@ from projections.runner import ProjectionRunner
 from projections.summary import ParticipantSummaryView
 
 
-def build_runner(services: Services, batch_size: int = 500) -> ProjectionRunner:
+def build_runner(services: Services, batch_size: int | None = None) -> ProjectionRunner:
     ledger = services.ledger
     services.index.prepare()
     summary = ParticipantSummaryView(
         services.policies, services.sealer, services.index,
         load=lambda stream_id, version: ledger.participant(stream_id, version=version))
     return ProjectionRunner(services.store, services.log, ledger.mapper, [summary],
-                            batch_size=batch_size)
+                            batch_size=batch_size or services.settings.projection_batch_size)
