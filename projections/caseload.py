@@ -13,6 +13,10 @@ from typing import Any
 from domain.summary import CONSENT_HORIZON, RELEASE_HORIZON
 from infra.sql import SqlStore
 
+SORTS = {"admitted": None, "stage_since": "stage_since",
+         "expected_release_on": "expected_release_on"}
+LAST = "9999-12-31"  # rows without the date sort last
+
 FLAGS = ("review_due", "sanction_overdue", "result_unconfirmed", "release_within_90_days",
          "consent_expiring")
 
@@ -26,8 +30,14 @@ class CaseloadQuery:
     status: str | None = None
     doc_index: str | None = None
     flags: tuple[str, ...] = ()
+    sort: str = "admitted"
+    after_value: str | None = None
     after: int = 0
     limit: int = 50
+
+    def sort_key(self, row: dict[str, Any]) -> str | None:
+        column = SORTS[self.sort]
+        return None if column is None else (row[column] or LAST)
 
 
 def _flag_sql(flag: str) -> str:
@@ -52,8 +62,17 @@ def _flag_params(flag: str, today: date) -> list[str]:
 
 
 def find(store: SqlStore, query: CaseloadQuery, today: date) -> list[dict[str, Any]]:
-    where: list[str] = ["s.admitted_position > ?"]
-    params: list[Any] = [query.after]
+    column = SORTS[query.sort]
+    if column is None:
+        where: list[str] = ["s.admitted_position > ?"]
+        params: list[Any] = [query.after]
+        order = "s.admitted_position"
+    else:
+        key = f"COALESCE(s.{column}, '{LAST}')"
+        where = [f"({key} > ? OR ({key} = ? AND s.admitted_position > ?))"]
+        value = query.after_value or ""
+        params = [value, value, query.after]
+        order = f"{key}, s.admitted_position"
     for column in ("facility", "unit", "counselor_id", "stage", "status", "doc_index"):
         value = getattr(query, column)
         if value is not None:
@@ -64,7 +83,7 @@ def find(store: SqlStore, query: CaseloadQuery, today: date) -> list[dict[str, A
         params.extend(_flag_params(flag, today))
     rows = store.fetch_all(
         "SELECT s.* FROM tcledger_participant_summary s WHERE " + " AND ".join(where)
-        + " ORDER BY s.admitted_position LIMIT ?", (*params, query.limit + 1))
+        + f" ORDER BY {order} LIMIT ?", (*params, query.limit + 1))
     found = [dict(r) for r in rows]
     if found:
         marks = ", ".join("?" for _ in found)

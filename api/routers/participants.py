@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -80,9 +81,11 @@ def list_caseload(services: ServicesDep, caller: Reader,
                   flag: Annotated[list[FlagName] | None, Query()] = None,
                   doc_number: str | None = None,
                   status: Literal["active", "discharged"] | None = None,
+                  sort: Literal["admitted", "stage_since", "expected_release_on"] = "admitted",
                   limit: Annotated[int, Query(ge=1, le=500)] = 50,
                   cursor: str | None = None) -> dict[str, Any]:
-    """A page of summaries from the participant summary view, in admission order."""
+    """A page of summaries from the participant summary view (keyset pages: `cursor` is the
+    `next_cursor` of the previous page, for the same filters and sort)."""
     if caller.role in ("counselor", "supervisor"):
         if facility is not None and facility != caller.facility:
             return {"items": [], "next_cursor": None}
@@ -91,7 +94,7 @@ def list_caseload(services: ServicesDep, caller: Reader,
     query = caseload.CaseloadQuery(
         facility=facility, unit=unit, counselor_id=counselor_id, stage=stage, status=status,
         doc_index=services.index.digest("DOC", doc_number) if doc_number else None,
-        flags=tuple(flag or ()), after=_cursor(cursor), limit=limit)
+        flags=tuple(flag or ()), sort=sort, limit=limit, **_cursor(cursor, sort))
     rows = caseload.find(services.store, query, today)
     items = []
     for row in rows[:limit]:
@@ -101,18 +104,28 @@ def list_caseload(services: ServicesDep, caller: Reader,
         except ParticipantErased:
             continue  # erased a moment ago; the view drops the row on its next batch
         items.append(caseload_item(row, personal, today))
-    more = len(rows) > limit
+    if len(rows) <= limit:
+        return {"items": items, "next_cursor": None}
+    last = rows[limit - 1]
+    mark = [sort, query.sort_key(last), last["admitted_position"]]
     return {"items": items,
-            "next_cursor": str(rows[limit - 1]["admitted_position"]) if more else None}
+            "next_cursor": base64.urlsafe_b64encode(json.dumps(mark).encode()).decode()}
 
 
-def _cursor(cursor: str | None) -> int:
+def _cursor(cursor: str | None, sort: str) -> dict[str, Any]:
+    """The position after which a page starts; opaque to callers, checked here."""
     if cursor is None:
-        return 0
-    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
+        return {}
+    try:
+        kind, value, after = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        if kind != sort or not isinstance(after, int) or isinstance(after, bool) \
+                or not 0 <= after < 2 ** 62 or not isinstance(value, str | None):
+            raise ValueError
+    except (ValueError, TypeError, UnicodeEncodeError):
         raise Problem(422, "validation", "Invalid request", "cursor: not a cursor of this list",
-                      errors=[{"field": "cursor", "message": "not a cursor of this list"}])
-    return int(cursor)
+                      errors=[{"field": "cursor", "message": "not a cursor of this list"}]) \
+            from None
+    return {"after": after, "after_value": value}
 
 
 @router.get("/{participant_id}", dependencies=[ReadYourWrites])

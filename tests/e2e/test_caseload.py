@@ -63,3 +63,31 @@ def test_health_shows_each_projection(api):
     summary = next(p for p in health["projections"] if p["name"] == "participant_summary")
     assert summary["position"] >= written["position"] and summary["lag"] == 0
     assert summary["stalled"] is False
+
+
+def test_caseload_sorts_with_keyset_pages(api):
+    written = None
+    for seed, release in enumerate((300, 20, 150, None, 60)):
+        written = ok(api.post("/participants", synthetic_admission(
+            40 + seed, expected_release_on=days_ago(-release) if release else None)))
+    params = {"min_position": written["position"], "sort": "expected_release_on", "limit": 2}
+    seen, cursor = [], None
+    while True:
+        page = ok(api.client.get("/participants", headers=api.headers("counselor"),
+                                 params={**params, **({"cursor": cursor} if cursor else {})}),
+                  200)
+        seen += [p["expected_release_on"] for p in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    dated = [d for d in seen if d]
+    assert dated == sorted(dated) and len(dated) == 4 and seen[-1] is None
+    mismatched = api.client.get("/participants", headers=api.headers("counselor"),
+                                params={"sort": "admitted", "cursor": cursor or page_cursor(api)})
+    assert mismatched.status_code == 422
+
+
+def page_cursor(api) -> str:
+    page = api.client.get("/participants", headers=api.headers("counselor"),
+                          params={"sort": "stage_since", "limit": 1}).json()
+    return page["next_cursor"]
