@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
-from domain.events import METADATA_FIELDS, ParticipantEvent
+from domain.events import ParticipantEvent
 from domain.participant import Participant
 from domain.policy import ProgramPolicy
 from domain.summary import days_in_program, days_in_stage, flags
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "hex") and not isinstance(value, str | bytes | int | float):
-        return str(value)
-    return value
+from projections.timeline import describe, jsonable
 
 
 def summary_view(p: Participant, policy: ProgramPolicy, today: date) -> dict[str, Any]:
@@ -95,12 +83,4 @@ def record_view(p: Participant, policy: ProgramPolicy, today: date) -> dict[str,
 
 
 def event_view(e: ParticipantEvent, position: int | None) -> dict[str, Any]:
-    skip = {"originator_id", "originator_version", "timestamp", "originator_topic",
-            *METADATA_FIELDS}
-    data = {f.name: jsonable(getattr(e, f.name)) for f in dataclasses.fields(e)
-            if f.name not in skip}
-    return {"version": e.originator_version, "type": type(e).__name__, "data": data,
-            "actor": e.actor_id, "role": e.actor_role, "recorded_at": jsonable(e.timestamp),
-            "effective_at": jsonable(e.effective_at), "reason": e.reason, "source": e.source,
-            "correlation_id": e.correlation_id, "causation_id": e.causation_id,
-            "late_entry": e.effective_at.date() < e.timestamp.date(), "position": position}
+    return {**describe(e), "position": position}

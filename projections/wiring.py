@@ -5,6 +5,7 @@ from __future__ import annotations
 from infra.wiring import Services
 from projections.runner import ProjectionRunner
 from projections.summary import ParticipantSummaryView
+from projections.timeline import TimelineView
 
 
 def build_runner(services: Services, batch_size: int | None = None) -> ProjectionRunner:
@@ -13,5 +14,6 @@ def build_runner(services: Services, batch_size: int | None = None) -> Projectio
     summary = ParticipantSummaryView(
         services.policies, services.sealer, services.index,
         load=lambda stream_id, version: ledger.participant(stream_id, version=version))
-    return ProjectionRunner(services.store, services.log, ledger.mapper, [summary],
+    timeline = TimelineView(services.sealer)
+    return ProjectionRunner(services.store, services.log, ledger.mapper, [summary, timeline],
                             batch_size=batch_size or services.settings.projection_batch_size)

@@ -30,6 +30,7 @@ from domain.participant import Participant
 from domain.policy import ProgramPolicy
 from projections import caseload
 from projections.summary import SEALED
+from projections.timeline import read_timeline
 
 FlagName = Literal["review_due", "sanction_overdue", "result_unconfirmed",
                    "release_within_90_days", "consent_expiring"]
@@ -158,6 +159,16 @@ def history(participant_id: ParticipantId, services: ServicesDep,
     events = [event_view(e, positions.get(e.originator_version))
               for e in ledger.history(participant_id)]
     return {"id": str(participant_id), "events": events}
+
+
+@router.get("/{participant_id}/timeline", dependencies=[ReadYourWrites])
+def timeline(participant_id: ParticipantId, services: ServicesDep, caller: Reader,
+             order: Literal["effective", "recorded"] = "effective") -> dict[str, Any]:
+    """Every fact in the order it happened (or was recorded), from the timeline view, with
+    what corrected or voided it."""
+    services.ledger.read(participant_id, scope_guard(caller))
+    entries = read_timeline(services.store, services.sealer, participant_id, order)
+    return {"id": str(participant_id), "entries": entries}
 
 
 # --- writes -------------------------------------------------------------------------------

@@ -134,3 +134,31 @@ def test_reads_wait_for_min_position(api, monkeypatch):
     bad = api.client.get("/participants", params={"min_position": -1},
                          headers=api.headers("counselor"))
     assert bad.status_code == 422
+
+
+def test_timeline_in_the_order_things_happened(api):
+    done = run_lifecycle(api)
+    pid = done["id"]
+    head = api.services.log.head()
+    entries = ok(api.client.get(f"/participants/{pid}/timeline",
+                                params={"min_position": head},
+                                headers=api.headers("counselor")), 200)["entries"]
+    history = ok(api.get(f"/participants/{pid}/history"), 200)["events"]
+    assert sorted(e["version"] for e in entries) == [e["version"] for e in history]
+    effective = [e["effective_at"] for e in entries]
+    assert effective == sorted(effective)
+    infraction = next(e for e in entries if e["type"] == "InfractionRecorded")
+    assert infraction["supersession"] == "corrected" and infraction["superseded_by"]
+    assert infraction["reason"] == "reported by peer"
+    recorded = ok(api.client.get(f"/participants/{pid}/timeline",
+                                 params={"order": "recorded"},
+                                 headers=api.headers("counselor")), 200)["entries"]
+    assert [e["version"] for e in recorded] == [e["version"] for e in history]
+    assert api.client.get(f"/participants/{pid}/timeline",
+                          headers=api.headers("counselor", facility="F-SOUTH")).status_code == 404
+    erased = ok(api.post(f"/admin/participants/{pid}/erasure", {"reason": "retention"},
+                         role="admin"))
+    api.client.app.state.runner.wait_for(erased["position"], 5)
+    left = api.services.store.fetch_all(
+        "SELECT count(*) AS n FROM tcledger_timeline WHERE participant_id = ?", (pid,))
+    assert left[0]["n"] == 0

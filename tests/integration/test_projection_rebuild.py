@@ -89,7 +89,13 @@ def digest(services) -> str:
                                                       "participant_summary", bytes(r["sealed"])))
     consents = [dict(r) for r in services.store.fetch_all(
         "SELECT * FROM tcledger_summary_consents ORDER BY participant_id, expires_on")]
-    return json.dumps([rows, consents], sort_keys=True, default=str)
+    timeline = [dict(r) for r in services.store.fetch_all(
+        "SELECT * FROM tcledger_timeline ORDER BY participant_id, version")]
+    for r in timeline:
+        r["sealed"] = json.loads(services.sealer.open(UUID(r["participant_id"]), "timeline",
+                                                      bytes(r["sealed"])))
+    assert timeline, "the timeline view was built"
+    return json.dumps([rows, consents, timeline], sort_keys=True, default=str)
 
 
 def test_incremental_and_rebuilt_views_are_identical(services):
