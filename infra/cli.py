@@ -118,10 +118,13 @@ def _projections(services: Any, args: argparse.Namespace) -> int:
             print(f"tcledger: no projection {args.name!r}; known: "
                   f"{', '.join(runner.projections)}", file=sys.stderr)
             return 2
-        started = time.monotonic()
-        count = runner.rebuild(args.name, progress=_progress_bar)
-        elapsed = time.monotonic() - started
-        print(f"\nrebuilt from {count} log entries in {elapsed:.1f} s", file=sys.stderr)
+        names = [args.name] if args.name else list(runner.projections)
+        for name in names:
+            started = time.monotonic()
+            runner.rebuild(name, progress=_progress_bar)
+            print(f"  {time.monotonic() - started:.1f} s", file=sys.stderr)
+        print(f"rebuilt {', '.join(names)} from {runner.log.head()} log entries",
+              file=sys.stderr)
         return 0
     print("keeping the views current; Ctrl-C stops", file=sys.stderr)
     runner.start()

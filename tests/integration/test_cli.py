@@ -132,7 +132,9 @@ def test_projections_rebuild_and_status(tmp_path, monkeypatch, capsys):
         services.close()
     assert main(["projections", "rebuild"]) == 0
     err = capsys.readouterr().err
-    assert "participant_summary" in err and "100.0%" in err and "rebuilt from 3" in err
+    assert "100.0%" in err and "rebuilt participant_summary, timeline from 3 log entries" in err
     assert main(["projections", "status"]) == 0
-    assert "participant_summary\tposition 3\tlag 0" in capsys.readouterr().out
+    status = capsys.readouterr().out
+    assert "participant_summary\tposition 3\tlag 0" in status
+    assert "timeline\tposition 3\tlag 0" in status
     assert main(["projections", "rebuild", "nope"]) == 2
