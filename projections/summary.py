@@ -10,7 +10,6 @@ when asked, so a rebuild gives the same rows whenever it runs.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from typing import Any
@@ -26,6 +25,7 @@ from domain.retention import RecordErased
 from infra.blind_index import BlindIndex
 from infra.cipher import FieldSealer
 from infra.sql import SqlStore
+from projections.folding import RecordFolder
 from projections.runner import LoggedEvent
 
 SEALED = "participant_summary"
@@ -40,7 +40,7 @@ def _tables(blob: str, bigint: str) -> list[str]:
         " unit TEXT NOT NULL, counselor_id TEXT, status TEXT NOT NULL, stage TEXT NOT NULL,"
         " stage_since TEXT, admitted_on TEXT, expected_release_on TEXT, discharged_on TEXT,"
         " review_due_on TEXT, sanction_due_on TEXT, result_unconfirmed INTEGER NOT NULL,"
-        f" last_test_at TEXT, doc_index TEXT, sealed {blob} NOT NULL)",
+        f" doc_index TEXT, sealed {blob} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS tcledger_summary_facility"
         " ON tcledger_participant_summary (facility, status, admitted_position)",
         "CREATE INDEX IF NOT EXISTS tcledger_summary_doc"
@@ -60,12 +60,10 @@ class ParticipantSummaryView:
         self.policies = policies
         self.sealer = sealer
         self.index = index
-        self.load = load
-        self.cache_size = cache_size
-        self._folded: OrderedDict[UUID, Participant] = OrderedDict()
+        self.records = RecordFolder(load, cache_size)
 
     def reset(self) -> None:
-        self._folded.clear()
+        self.records.reset()
 
     # --- Projection --------------------------------------------------------------------
 
@@ -85,9 +83,9 @@ class ParticipantSummaryView:
             if entry.topic == ERASED_TOPIC and isinstance(entry.event, RecordErased):
                 gone.add(entry.event.participant_id)
                 touched.pop(entry.event.participant_id, None)
-                self._folded.pop(entry.event.participant_id, None)
+                self.records.forget(entry.event.participant_id)
             elif isinstance(entry.event, ParticipantEvent):
-                participant = self._fold(entry)
+                participant = self.records.fold(entry)
                 admitted = touched[entry.stream_id][1] if entry.stream_id in touched \
                     else (entry.position if entry.version == 1 else -1)
                 touched[entry.stream_id] = (participant, admitted)
@@ -95,22 +93,6 @@ class ParticipantSummaryView:
             self._delete(cur, store, participant_id)
         for participant, admitted in touched.values():
             self._upsert(cur, store, participant, admitted)
-
-    # --- folding -----------------------------------------------------------------------
-
-    def _fold(self, entry: LoggedEvent) -> Participant:
-        participant = self._folded.pop(entry.stream_id, None)
-        if participant is not None and participant.version != entry.version - 1:
-            participant = None
-        if participant is None and entry.version > 1:
-            participant = self.load(entry.stream_id, entry.version - 1)
-        assert isinstance(entry.event, ParticipantEvent)
-        folded = entry.event.mutate(participant)
-        assert isinstance(folded, Participant)
-        self._folded[entry.stream_id] = folded
-        while len(self._folded) > self.cache_size:
-            self._folded.popitem(last=False)
-        return folded
 
     # --- rows --------------------------------------------------------------------------
 
@@ -142,7 +124,6 @@ class ParticipantSummaryView:
                _iso(st.expected_release_on),
                st.discharge["effective_on"] if st.discharge else None, _iso(review_due),
                min(dues) if dues else None, 1 if unconfirmed else 0,
-               last_test["collected_at"] if last_test else None,
                self.index.digest("DOC", doc) if doc else None, sealed)
         self._write(cur, store, p, admitted, row)
 
@@ -171,8 +152,8 @@ class ParticipantSummaryView:
                 "INSERT INTO tcledger_participant_summary (version, program, facility, unit, "
                 "counselor_id, status, stage, stage_since, admitted_on, expected_release_on, "
                 "discharged_on, review_due_on, sanction_due_on, result_unconfirmed, "
-                "last_test_at, doc_index, sealed, participant_id, admitted_position) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                "doc_index, sealed, participant_id, admitted_position) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
                 (*row, key, admitted))
         else:
             cur.execute(store.sql(
@@ -180,7 +161,7 @@ class ParticipantSummaryView:
                 "facility = ?, unit = ?, counselor_id = ?, status = ?, stage = ?, "
                 "stage_since = ?, admitted_on = ?, expected_release_on = ?, discharged_on = ?, "
                 "review_due_on = ?, sanction_due_on = ?, result_unconfirmed = ?, "
-                "last_test_at = ?, doc_index = ?, sealed = ? WHERE participant_id = ?"),
+                "doc_index = ?, sealed = ? WHERE participant_id = ?"),
                 (*row, key))
         cur.execute(store.sql("DELETE FROM tcledger_summary_consents WHERE participant_id = ?"),
                     (key,))
