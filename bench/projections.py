@@ -22,9 +22,11 @@ One run, against a fresh PostgreSQL database `tcl_bench_proj_<random>` (dropped 
              text topic, bytea state of the stored events' sizes, bigserial position,
              primary key and position index) into a fresh table with psycopg's
              cursor.copy() (binary), one transaction: the raw rate.
-3. rebuild   build_runner(services).rebuild() from a fresh set of services (cold caches,
-             as `tcledger projections rebuild` in a new process), timed; with where the
-             time went (per-call timers on the runner and the view).
+3. rebuild   build_runner(services).rebuild() of every view the deployment runs, from a
+             fresh set of services (cold caches, as `tcledger projections rebuild` in a new
+             process), timed over the log's events; with where the time went, per view
+             (per-call timers on the runner, the views and their record folders).
+             --profile first runs a short cProfile'd cold rebuild of each view.
 4. caseload  extra admissions until C participants are in the view, caught up; then the
              real app under uvicorn (a subprocess) and GET /participants as a counselor of
              the facility that holds most of them, through a keep-alive http.client
@@ -569,7 +571,7 @@ class HistoryGenerator:
 
 def next_fraction(rng: random.Random, k: int) -> float:
     """The smallest of k uniform draws on [0, 1), drawn directly (1 - U ** (1/k))."""
-    return 1.0 - rng.random() ** (1.0 / k)
+    return 1.0 - float(rng.random() ** (1.0 / k))
 
 
 # --- raw COPY baseline ----------------------------------------------------------------------
@@ -596,7 +598,7 @@ def copy_baseline(url: str, table: str, rows: int, participants: int,
         ).fetchall()] or [600]
         topics = [r[0] for r in conn.execute(
             f'SELECT topic FROM "{table}" TABLESAMPLE SYSTEM (5) LIMIT 20000').fetchall()]
-        avg = conn.execute(f'SELECT avg(octet_length(state))::int FROM "{table}"').fetchone()[0]
+        avg = one(conn, f'SELECT avg(octet_length(state))::int FROM "{table}"')[0]
         conn.execute(COPY_TABLE)
         conn.execute(COPY_INDEX)
     payloads = [os.urandom(rng.choice(sizes)) for _ in range(512)]  # ciphertext-like
@@ -621,8 +623,8 @@ def copy_baseline(url: str, table: str, rows: int, participants: int,
         conn.commit()
         seconds = time.perf_counter() - t0
     with psycopg.connect(url, autocommit=True) as conn:
-        stored = conn.execute("SELECT count(*), avg(octet_length(state))::int"
-                              " FROM bench_copy_events").fetchone()
+        stored = one(conn, "SELECT count(*), avg(octet_length(state))::int"
+                           " FROM bench_copy_events")
         conn.execute("DROP TABLE bench_copy_events")
     assert stored[0] == rows
     return {"rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds, 1),
@@ -682,8 +684,27 @@ class Timers:
         return self.seconds.get(key, 0.0), self.calls.get(key, 0)
 
 
+# Methods of the views worth their own line, where a view has them.
+DETAILS = {
+    "_seal": "seal personal fields (JSON + AES-GCM)",
+    "_write": "write rows (SELECT, INSERT/UPDATE, consents)",
+    "_record": "describe + JSON + seal + INSERT (+ UPDATE)",
+}
+
+
+def folders(view: Any) -> list[Any]:
+    """The view's record folders (projections.folding.RecordFolder or alike)."""
+    return [v for v in vars(view).values()
+            if callable(getattr(v, "fold", None)) and callable(getattr(v, "load", None))]
+
+
+def lru_size(view: Any) -> int | None:
+    sizes = [f.cache_size for f in folders(view) if hasattr(f, "cache_size")]
+    return sizes[0] if sizes else getattr(view, "cache_size", None)
+
+
 def instrument(runner: Any) -> Timers:
-    """Timers on the runner and on the views this bench knows (others: step totals only)."""
+    """Timers on the runner, and on the parts of the views that have them."""
     timers = Timers()
     timers.wrap_step(runner)
     timers.wrap(runner.log, "batch", "read")
@@ -695,15 +716,11 @@ def instrument(runner: Any) -> Timers:
         if sealer is not None and not getattr(sealer.seal, "_timed", False):
             timers.wrap(sealer, "seal", "aead")
             sealer.seal._timed = True
-    summary = runner.projections.get("participant_summary")
-    if summary is not None:
-        timers.wrap(summary, "_fold", "fold")
-        timers.wrap(summary, "load", "replay", count=lambda stream_id, version: version)
-        timers.wrap(summary, "_seal", "seal")
-        timers.wrap(summary, "_write", "write")
-    timeline = runner.projections.get("timeline")
-    if timeline is not None:
-        timers.wrap(timeline, "_record", "record")
+        for folder in folders(view):
+            timers.wrap(folder, "fold", "fold")
+            timers.wrap(folder, "load", "replay", count=lambda stream_id, version: version)
+        for attr in DETAILS:
+            timers.wrap(view, attr, attr)
     return timers
 
 
@@ -724,30 +741,22 @@ def breakdown(timers: Timers, names: list[str],
         out.append((f"{name}: all of its batches", step_s, n("step"), "runner.step"))
         out.append(("  read the log (SELECT batch)", t("read"), n("read"), "log.batch"))
         out.append(("  decrypt + decode events", t("decode"), n("decode"), "runner._decode"))
-        if name == "participant_summary":
+        rest = t("apply")
+        if n("fold"):
             replayed = timers.extra.get(f"{name}:replay", 0)
-            out += [
-                ("  fold into the LRU'd aggregate", t("fold") - t("replay"), n("fold"),
-                 "view._fold, own time"),
-                ("  replay on an LRU miss (reload from store)", t("replay"), n("replay"),
-                 f"{replayed:,} events re-read"),
-                ("  row values (flags, dates, blind index)",
-                 t("apply") - t("fold") - t("seal") - t("write"), n("write"),
-                 "view._upsert, own time"),
-                ("  seal personal fields (JSON + AES-GCM)", t("seal"), n("seal"),
-                 f"AES-GCM + key {t('aead'):.2f} s"),
-                ("  write rows (SELECT, INSERT/UPDATE, consents)", t("write"), n("write"),
-                 "view._write"),
-            ]
-        elif name == "timeline":
-            out += [
-                ("  describe + JSON + INSERT (+ UPDATE)", t("record") - t("aead"),
-                 n("record"), "view._record, own time"),
-                ("  seal the row (AES-GCM + key)", t("aead"), n("aead"), "sealer.seal"),
-                ("  rest of apply", t("apply") - t("record"), n("apply"), ""),
-            ]
-        else:
-            out.append(("  apply", t("apply"), n("apply"), "view.apply"))
+            out.append(("  fold into the LRU'd record", t("fold") - t("replay"), n("fold"),
+                        "RecordFolder.fold, own time"))
+            out.append(("  replay on an LRU miss (reload from store)", t("replay"),
+                        n("replay"), f"{replayed:,} events re-read"))
+            rest -= t("fold")
+        for attr, text in DETAILS.items():
+            if n(attr):
+                note = f"view.{attr}"
+                if attr in ("_seal", "_record") and n("aead"):
+                    note += f"; AES-GCM + key {t('aead'):.2f} s"
+                out.append((f"  {text}", t(attr), n(attr), note))
+                rest -= t(attr)
+        out.append(("  rest of apply (row values, ...)", rest, n("apply"), "view.apply"))
         out.append(("  position, lock, update, commit", step_s - t("read") - t("decode")
                     - t("apply"), n("step"), "runner.step, own time"))
     out.append(("between batches (position, head, clear)", total - inside, 0,
@@ -966,6 +975,13 @@ class Held:
     server: Server | None = None
 
 
+def one(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...] = ()
+        ) -> tuple[Any, ...]:
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
 def scalar(url: str, sql: str, params: tuple[Any, ...] = ()) -> Any:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(sql, params).fetchone()
@@ -1038,12 +1054,10 @@ def run(args: argparse.Namespace, dbname: str, url: str, kek: str, var_dir: Path
     progress.done()
     names = list(runner.projections)
     with psycopg.connect(url, autocommit=True) as conn:
-        rows, versions = conn.execute(
-            "SELECT count(*), coalesce(sum(version), 0) FROM tcledger_participant_summary"
-        ).fetchone()
-        consent_rows = conn.execute("SELECT count(*) FROM tcledger_summary_consents"
-                                    ).fetchone()[0]
-        timeline_rows = conn.execute("SELECT count(*) FROM tcledger_timeline").fetchone()[0] \
+        rows, versions = one(conn, "SELECT count(*), coalesce(sum(version), 0)"
+                                   " FROM tcledger_participant_summary")
+        consent_rows = one(conn, "SELECT count(*) FROM tcledger_summary_consents")[0]
+        timeline_rows = one(conn, "SELECT count(*) FROM tcledger_timeline")[0] \
             if "timeline" in names else None
     # Every participant has a row at its last version; the timeline has a row per event.
     if rows != args.participants or versions != events:
@@ -1060,10 +1074,12 @@ def run(args: argparse.Namespace, dbname: str, url: str, kek: str, var_dir: Path
                          if timers.get(f"{n}:step")[0] else None} for n in names},
         "batch_size": runner.batch_size, "batches": timers.get("participant_summary:apply")[1],
         "summary_rows": rows, "consent_rows": consent_rows, "timeline_rows": timeline_rows,
-        "lru_size": summary_view.cache_size if summary_view is not None else None,
-        "replays": timers.get("participant_summary:replay")[1],
-        "replayed_events": timers.extra.get("participant_summary:replay", 0),
-        "upserts": timers.get("participant_summary:write")[1],
+        "lru_size": lru_size(summary_view) if summary_view is not None else None,
+        "replays": {n: timers.get(f"{n}:replay")[1] for n in names
+                    if timers.get(f"{n}:fold")[1]},
+        "replayed_events": {n: timers.extra.get(f"{n}:replay", 0) for n in names
+                            if timers.get(f"{n}:fold")[1]},
+        "upserts": timers.get("participant_summary:_write")[1],
         "breakdown": [{"part": a, "seconds": round(b, 3), "calls": c, "note": d}
                       for a, b, c, d in breakdown(timers, names, rb_seconds)],
     }
@@ -1094,22 +1110,20 @@ def run(args: argparse.Namespace, dbname: str, url: str, kek: str, var_dir: Path
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("ANALYZE tcledger_participant_summary")
         conn.execute("ANALYZE tcledger_summary_consents")
-        by_facility = dict(conn.execute(
+        by_facility: dict[str, int] = dict(conn.execute(
             "SELECT facility, count(*) FROM tcledger_participant_summary GROUP BY facility"
             " ORDER BY 2 DESC").fetchall())
         facility = next(iter(by_facility))
-        unit_row = conn.execute(
-            "SELECT unit, count(*) FROM tcledger_participant_summary WHERE facility = %s"
-            " GROUP BY unit ORDER BY 2 DESC LIMIT 1", (facility,)).fetchone()
-        review_due = conn.execute(
-            "SELECT count(*) FROM tcledger_participant_summary WHERE facility = %s AND "
-            "status = 'active' AND review_due_on <= %s", (facility, today.isoformat())
-        ).fetchone()[0]
+        unit_row = one(
+            conn, "SELECT unit, count(*) FROM tcledger_participant_summary WHERE facility = %s"
+            " GROUP BY unit ORDER BY 2 DESC LIMIT 1", (facility,))
+        review_due = one(
+            conn, "SELECT count(*) FROM tcledger_participant_summary WHERE facility = %s AND "
+            "status = 'active' AND review_due_on <= %s", (facility, today.isoformat()))[0]
         positions = [r[0] for r in conn.execute(
             "SELECT admitted_position FROM tcledger_participant_summary WHERE facility = %s",
             (facility,)).fetchall()]
-        view_rows = conn.execute("SELECT count(*) FROM tcledger_participant_summary"
-                                 ).fetchone()[0]
+        view_rows = one(conn, "SELECT count(*) FROM tcledger_participant_summary")[0]
     if view_rows != args.participants + extra:
         raise RuntimeError(f"caseload view has {view_rows} rows, expected "
                            f"{args.participants + extra}")
@@ -1220,9 +1234,11 @@ def report(figures: dict[str, Any]) -> dict[str, Any]:
           f"summary rows, {rb['consent_rows']:,} consent rows"
           + (f", {rb['timeline_rows']:,} timeline rows" if rb["timeline_rows"] is not None
              else "") + ";")
+    misses = "; ".join(f"{n} {rb['replays'][n]:,} misses re-read "
+                       f"{rb['replayed_events'][n]:,} events" for n in rb["replays"])
     print(f"  batch size {rb['batch_size']}, {rb['batches']:,} batches per view, "
-          f"{rb['upserts']:,} summary row upserts; LRU of {rb['lru_size']:,} folded "
-          f"participants: {rb['replays']:,} misses replayed {rb['replayed_events']:,} events")
+          f"{rb['upserts']:,} summary row upserts; record LRU of {rb['lru_size']:,} per view:"
+          f" {misses or 'no folding views'}")
     print()
     print(f"  {'where the rebuild time went':<50} {'seconds':>8} {'share':>6} {'calls':>9}  note")
     print("  " + "-" * 84)

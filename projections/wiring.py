@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from infra.wiring import Services
 from projections.runner import ProjectionRunner
+from projections.stats import ProgramStatsView
 from projections.summary import ParticipantSummaryView
 from projections.timeline import TimelineView
 
@@ -15,5 +16,8 @@ def build_runner(services: Services, batch_size: int | None = None) -> Projectio
         services.policies, services.sealer, services.index,
         load=lambda stream_id, version: ledger.participant(stream_id, version=version))
     timeline = TimelineView(services.sealer)
-    return ProjectionRunner(services.store, services.log, ledger.mapper, [summary, timeline],
+    stats = ProgramStatsView(services.keys, load=summary.records.load)
+    stats.prepare()
+    return ProjectionRunner(services.store, services.log, ledger.mapper,
+                            [summary, timeline, stats],
                             batch_size=batch_size or services.settings.projection_batch_size)

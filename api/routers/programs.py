@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
-from api.deps import ServicesDep, authenticate
+from api.deps import Reader, ReadYourWrites, ServicesDep, authenticate
 from api.problems import Problem
 from domain.policy import ProgramPolicy
+from projections.stats import StatsQuery, program_stats
 
 router = APIRouter(prefix="/programs", tags=["programs"], dependencies=[Depends(authenticate)])
 
@@ -41,6 +43,28 @@ def policy_view(p: ProgramPolicy) -> dict[str, Any]:
 @router.get("")
 def list_programs(services: ServicesDep) -> dict[str, Any]:
     return {"items": [policy_view(p) for p in services.policies.all()]}
+
+
+@router.get("/{program}/stats", dependencies=[ReadYourWrites])
+def program_statistics(program: str, services: ServicesDep, caller: Reader,
+                       facility: str | None = None,
+                       from_: Annotated[date | None, Query(alias="from")] = None,
+                       to: date | None = None) -> dict[str, Any]:
+    """Census by stage (now), and for the period: admissions, discharges by type, completion
+    rate, median days per completed stage, tests by result, positive rate, sanctions by
+    severity. Counselors and supervisors see their own facility."""
+    if services.policies.get(program) is None:
+        raise Problem(404, "not-found", "Unknown program", f"no program {program!r}")
+    if caller.role in ("counselor", "supervisor"):
+        if facility is not None and facility != caller.facility:
+            raise Problem(403, "forbidden", "Not allowed", "statistics of your own facility only")
+        facility = caller.facility
+    last = to or datetime.now(UTC).date()
+    first = from_ or last.replace(month=1, day=1)
+    if first > last:
+        raise Problem(422, "validation", "Invalid request", "from: after to",
+                      errors=[{"field": "from", "message": "must not be after to"}])
+    return program_stats(services.store, StatsQuery(program, facility, first, last))
 
 
 @router.get("/{program}")

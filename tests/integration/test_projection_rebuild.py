@@ -95,7 +95,11 @@ def digest(services) -> str:
         r["sealed"] = json.loads(services.sealer.open(UUID(r["participant_id"]), "timeline",
                                                       bytes(r["sealed"])))
     assert timeline, "the timeline view was built"
-    return json.dumps([rows, consents, timeline], sort_keys=True, default=str)
+    counts = [dict(r) for r in services.store.fetch_all(
+        "SELECT * FROM tcledger_stats_counts ORDER BY program, facility, day, measure, code, "
+        "value")]
+    assert counts, "the statistics view was built"
+    return json.dumps([rows, consents, timeline, counts], sort_keys=True, default=str)
 
 
 def test_incremental_and_rebuilt_views_are_identical(services):

@@ -1,0 +1,208 @@
+"""Program statistics: de-identified counts for funders and departments.
+
+The view keeps counters by program, facility, day and measure, and no row that names a
+participant in clear. Each participant's own contribution (which counters it adds to) is
+kept sealed under a statistics key of the deployment's own, so that a correction can
+replace it and an erasure can subtract it, even after the participant's key is gone.
+Measures: admissions; discharges by type (and whether successful); completed stage stays
+with their length in days; test results; sanctions by severity. The census by stage is
+read from the participant summary view when asked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from domain.events import ParticipantEvent
+from domain.participant import Participant
+from domain.retention import RecordErased
+from infra.keys import NONCE_BYTES, KeyStore
+from infra.sql import SqlStore
+from projections.folding import Load, RecordFolder
+from projections.runner import LoggedEvent
+
+STATS_KEY_STREAM = uuid5(NAMESPACE_URL, "tcledger:statistics:v1")
+Fact = tuple[str, str, str, str, str, int]  # program, facility, day, measure, code, value
+
+
+def contribution(p: Participant) -> list[Fact]:
+    """The counters one record adds to, from its folded state."""
+    st = p.state
+    base = (st.program, st.facility)
+    facts: list[Fact] = []
+    if st.admitted_on:
+        facts.append((*base, st.admitted_on.isoformat(), "admission", "", 0))
+    if st.discharge:
+        facts.append((*base, st.discharge["effective_on"], "discharge", st.discharge["type"],
+                      1 if st.discharge["successful"] else 0))
+    stays = st.stage_history
+    for stay, following in zip(stays, stays[1:], strict=False):
+        days = (date.fromisoformat(following["since"]) - date.fromisoformat(stay["since"])).days
+        facts.append((*base, following["since"], "stage_stay", stay["stage"], max(days, 0)))
+    for specimen in st.specimens.values():
+        if specimen["result"]:
+            facts.append((*base, specimen["resulted_at"][:10], "test", specimen["result"], 0))
+    for sanction in st.sanctions.values():
+        facts.append((*base, sanction["imposed_on"], "sanction", str(sanction["severity"]), 0))
+    return sorted(facts)
+
+
+class ProgramStatsView:
+    name = "program_stats"
+
+    def __init__(self, keys: KeyStore, load: Load, cache_size: int = 5000) -> None:
+        self.keys = keys
+        self.records = RecordFolder(load, cache_size)
+
+    def reset(self) -> None:
+        self.records.reset()
+
+    def prepare(self) -> None:
+        """Makes the statistics key before any transaction needs it (SQLite has one writer)."""
+        self.keys.system_key(STATS_KEY_STREAM)
+
+    def create_tables(self, cur: Any, store: SqlStore) -> None:
+        blob = "BYTEA" if store.postgres else "BLOB"
+        cur.execute("CREATE TABLE IF NOT EXISTS tcledger_stats_counts ("
+                    " program TEXT NOT NULL, facility TEXT NOT NULL, day TEXT NOT NULL,"
+                    " measure TEXT NOT NULL, code TEXT NOT NULL, value INTEGER NOT NULL,"
+                    " n INTEGER NOT NULL,"
+                    " PRIMARY KEY (program, facility, day, measure, code, value))")
+        cur.execute("CREATE TABLE IF NOT EXISTS tcledger_stats_contributions ("
+                    f" participant_id TEXT PRIMARY KEY, sealed {blob} NOT NULL)")
+
+    def clear(self, cur: Any, store: SqlStore) -> None:
+        cur.execute("DELETE FROM tcledger_stats_counts")
+        cur.execute("DELETE FROM tcledger_stats_contributions")
+
+    def apply(self, cur: Any, store: SqlStore, batch: Sequence[LoggedEvent]) -> None:
+        latest: dict[UUID, Participant | None] = {}
+        for entry in batch:
+            if isinstance(entry.event, RecordErased):
+                latest[entry.event.participant_id] = None
+                self.records.forget(entry.event.participant_id)
+            elif isinstance(entry.event, ParticipantEvent):
+                latest[entry.stream_id] = self.records.fold(entry)
+        for participant_id, participant in latest.items():
+            facts = contribution(participant) if participant is not None else []
+            self._replace(cur, store, participant_id, facts)
+
+    def _replace(self, cur: Any, store: SqlStore, participant_id: UUID,
+                 facts: list[Fact]) -> None:
+        key = str(participant_id)
+        cur.execute(store.sql("SELECT sealed FROM tcledger_stats_contributions "
+                              "WHERE participant_id = ?"), (key,))
+        row = cur.fetchone()
+        before = self._open(participant_id, bytes(row["sealed"])) if row else []
+        change = Counter(facts)
+        change.subtract(Counter(before))
+        for fact, delta in change.items():
+            if delta:
+                self._count(cur, store, fact, delta)
+        if facts:
+            sealed = self._seal(participant_id, facts)
+            if row is None:
+                cur.execute(store.sql("INSERT INTO tcledger_stats_contributions "
+                                      "(participant_id, sealed) VALUES (?, ?)"), (key, sealed))
+            else:
+                cur.execute(store.sql("UPDATE tcledger_stats_contributions SET sealed = ? "
+                                      "WHERE participant_id = ?"), (sealed, key))
+        elif row is not None:
+            cur.execute(store.sql("DELETE FROM tcledger_stats_contributions "
+                                  "WHERE participant_id = ?"), (key,))
+
+    def _count(self, cur: Any, store: SqlStore, fact: Fact, delta: int) -> None:
+        where = ("program = ? AND facility = ? AND day = ? AND measure = ? AND code = ? "
+                 "AND value = ?")
+        cur.execute(store.sql(f"SELECT n FROM tcledger_stats_counts WHERE {where}"), fact)
+        row = cur.fetchone()
+        n = (int(row["n"]) if row else 0) + delta
+        if row is None:
+            cur.execute(store.sql("INSERT INTO tcledger_stats_counts (program, facility, day, "
+                                  "measure, code, value, n) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                        (*fact, n))
+        elif n == 0:
+            cur.execute(store.sql(f"DELETE FROM tcledger_stats_counts WHERE {where}"), fact)
+        else:
+            cur.execute(store.sql(f"UPDATE tcledger_stats_counts SET n = ? WHERE {where}"),
+                        (n, *fact))
+
+    def _seal(self, participant_id: UUID, facts: list[Fact]) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        aead = AESGCM(self.keys.system_key(STATS_KEY_STREAM))
+        return nonce + aead.encrypt(nonce, json.dumps(facts).encode(), participant_id.bytes)
+
+    def _open(self, participant_id: UUID, sealed: bytes) -> list[Fact]:
+        aead = AESGCM(self.keys.system_key(STATS_KEY_STREAM))
+        plain = aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], participant_id.bytes)
+        return [tuple(f) for f in json.loads(plain)]
+
+
+@dataclass(frozen=True)
+class StatsQuery:
+    program: str
+    facility: str | None
+    first_day: date
+    last_day: date
+
+
+def program_stats(store: SqlStore, query: StatsQuery) -> dict[str, Any]:
+    """The figures programs report, for a facility (or all) and a period of days."""
+    where = "program = ? AND day >= ? AND day <= ?"
+    params: list[Any] = [query.program, query.first_day.isoformat(),
+                         query.last_day.isoformat()]
+    if query.facility is not None:
+        where += " AND facility = ?"
+        params.append(query.facility)
+    rows = store.fetch_all(
+        "SELECT measure, code, value, SUM(n) AS n FROM tcledger_stats_counts "
+        f"WHERE {where} GROUP BY measure, code, value", params)
+    by: dict[str, Counter[str]] = {m: Counter() for m in
+                                   ("admission", "discharge", "test", "sanction")}
+    stays: dict[str, Counter[int]] = {}
+    successful = 0
+    for r in rows:
+        measure, code, value, n = r["measure"], r["code"], int(r["value"]), int(r["n"])
+        if measure == "stage_stay":
+            stays.setdefault(code, Counter())[value] += n
+        else:
+            by[measure][code] += n
+            if measure == "discharge" and value == 1:
+                successful += n
+    discharges = sum(by["discharge"].values())
+    tests = sum(by["test"].values())
+    census_where, census_params = "program = ? AND status = 'active'", [query.program]
+    if query.facility is not None:
+        census_where += " AND facility = ?"
+        census_params.append(query.facility)
+    census = {r["stage"]: int(r["n"]) for r in store.fetch_all(
+        "SELECT stage, COUNT(*) AS n FROM tcledger_participant_summary "
+        f"WHERE {census_where} GROUP BY stage", census_params)}
+    return {
+        "program": query.program, "facility": query.facility,
+        "from": query.first_day.isoformat(), "to": query.last_day.isoformat(),
+        "census_by_stage": census,
+        "admissions": by["admission"][""],
+        "discharges_by_type": dict(sorted(by["discharge"].items())),
+        "completion_rate": round(successful / discharges, 4) if discharges else None,
+        "median_days_per_stage": {stage: _median(c) for stage, c in sorted(stays.items())},
+        "tests_by_result": dict(sorted(by["test"].items())),
+        "positive_rate": round(by["test"]["positive"] / tests, 4) if tests else None,
+        "sanctions_by_severity": dict(sorted(by["sanction"].items())),
+    }
+
+
+def _median(histogram: Counter[int]) -> float:
+    values = sorted(histogram.elements())
+    middle = len(values) // 2
+    return float(values[middle]) if len(values) % 2 else (values[middle - 1] +
+                                                          values[middle]) / 2
