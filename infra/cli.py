@@ -119,12 +119,10 @@ def _projections(services: Any, args: argparse.Namespace) -> int:
                   f"{', '.join(runner.projections)}", file=sys.stderr)
             return 2
         names = [args.name] if args.name else list(runner.projections)
-        for name in names:
-            started = time.monotonic()
-            runner.rebuild(name, progress=_progress_bar)
-            print(f"  {time.monotonic() - started:.1f} s", file=sys.stderr)
-        print(f"rebuilt {', '.join(names)} from {runner.log.head()} log entries",
-              file=sys.stderr)
+        started = time.monotonic()
+        runner.rebuild(args.name, progress=_progress_bar)
+        print(f"\nrebuilt {', '.join(names)} from {runner.log.head()} log entries in "
+              f"{time.monotonic() - started:.1f} s", file=sys.stderr)
         return 0
     print("keeping the views current; Ctrl-C stops", file=sys.stderr)
     runner.start()
@@ -139,7 +137,7 @@ def _projections(services: Any, args: argparse.Namespace) -> int:
 def _progress_bar(name: str, position: int, head: int) -> None:
     done = min(position / head, 1.0) if head else 1.0
     bar = "#" * int(done * 40)
-    print(f"\r{name:<24} [{bar:<40}] {done:6.1%} {position}/{head}", end="", file=sys.stderr,
+    print(f"\r[{bar:<40}] {done:6.1%} {position}/{head} {name}", end="", file=sys.stderr,
           flush=True)
 
 

@@ -109,9 +109,10 @@ class ProjectionRunner:
 
     # --- running -----------------------------------------------------------------------
 
-    def step(self, projection: Projection) -> int:
-        """Applies the next batch of the log to one projection; returns how many entries."""
-        after = self.position(projection.name)
+    def step(self, *group: Projection) -> int:
+        """Applies the next batch of the log to projections that stand at the same position:
+        decoded once, written in one transaction; returns how many log entries."""
+        after = self.position(group[0].name)
         notes = self.log.batch(after, self.batch_size)
         if not notes:
             return 0
@@ -119,15 +120,18 @@ class ProjectionRunner:
         lock = " FOR UPDATE" if self.store.postgres else ""
         try:
             with self.store.transaction() as cur:
-                cur.execute(self.store.sql("SELECT position FROM tcledger_projection_positions "
-                                           "WHERE name = ?" + lock), (projection.name,))
-                row = cur.fetchone()
-                if row is None or int(row["position"]) != after:
-                    raise PositionMoved(projection.name)
-                projection.apply(cur, self.store, batch)
-                cur.execute(self.store.sql("UPDATE tcledger_projection_positions SET "
-                                           "position = ?, updated_at = ? WHERE name = ?"),
-                            (notes[-1].id, _now(), projection.name))
+                for projection in group:
+                    cur.execute(self.store.sql(
+                        "SELECT position FROM tcledger_projection_positions WHERE name = ?"
+                        + lock), (projection.name,))
+                    row = cur.fetchone()
+                    if row is None or int(row["position"]) != after:
+                        raise PositionMoved(projection.name)
+                    projection.apply(cur, self.store, batch)
+                    cur.execute(self.store.sql(
+                        "UPDATE tcledger_projection_positions SET position = ?, "
+                        "updated_at = ? WHERE name = ?"),
+                        (notes[-1].id, _now(), projection.name))
         except PositionMoved:
             return 0
         except OperationalError as exc:
@@ -138,20 +142,24 @@ class ProjectionRunner:
 
     def catch_up(self, only: str | None = None,
                  progress: Callable[[str, int, int], None] | None = None) -> int:
-        """Runs every projection (or one) to the end of the log as it is now."""
+        """Runs every projection (or one) to the end of the log as it is now. Projections
+        at the same position move together, so a batch is read and decoded once."""
+        chosen = [p for n, p in self.projections.items() if only is None or n == only]
+        head = self.log.head()
         total = 0
-        for name, projection in self.projections.items():
-            if only is not None and name != only:
-                continue
-            head = self.log.head()
-            while True:
-                done = self.step(projection)
-                total += done
-                if progress is not None:
-                    progress(name, self.position(name), head)
-                if done == 0 or self.position(name) >= head:
-                    break
-        return total
+        while True:
+            positions = {p.name: self.position(p.name) for p in chosen}
+            behind = [p for p in chosen if positions[p.name] < head]
+            if not behind:
+                return total
+            lowest = min(positions[p.name] for p in behind)
+            group = [p for p in behind if positions[p.name] == lowest]
+            done = self.step(*group)
+            total += done * len(group)
+            if progress is not None:
+                progress(", ".join(p.name for p in group), self.position(group[0].name), head)
+            if done == 0:
+                return total
 
     def rebuild(self, only: str | None = None,
                 progress: Callable[[str, int, int], None] | None = None) -> int:

@@ -69,34 +69,48 @@ class TimelineView:
         cur.execute("DELETE FROM tcledger_timeline")
 
     def apply(self, cur: Any, store: SqlStore, batch: Sequence[LoggedEvent]) -> None:
+        rows: list[tuple[Any, ...]] = []
+        supersessions: list[tuple[Any, ...]] = []
         for entry in batch:
             if isinstance(entry.event, RecordErased):
-                cur.execute(store.sql("DELETE FROM tcledger_timeline WHERE participant_id = ?"),
-                            (str(entry.event.participant_id),))
+                self._flush(cur, store, rows, supersessions)
+                self._erase(cur, store, str(entry.event.participant_id))
             elif isinstance(entry.event, ParticipantEvent):
-                self._record(cur, store, entry, entry.event)
+                self._row(entry, entry.event, rows, supersessions)
+        self._flush(cur, store, rows, supersessions)
 
-    def _record(self, cur: Any, store: SqlStore, entry: LoggedEvent,
-                e: ParticipantEvent) -> None:
+    def _row(self, entry: LoggedEvent, e: ParticipantEvent, rows: list[tuple[Any, ...]],
+             supersessions: list[tuple[Any, ...]]) -> None:
         key = str(entry.stream_id)
         try:
             sealed = self.sealer.seal(entry.stream_id, SEALED,
                                       json.dumps(describe(e), sort_keys=True).encode())
         except ParticipantErased:
-            cur.execute(store.sql("DELETE FROM tcledger_timeline WHERE participant_id = ?"),
-                        (key,))
-            return
-        cur.execute(store.sql(
-            "INSERT INTO tcledger_timeline (participant_id, version, position, type, "
-            "effective_at, recorded_at, role, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
-            (key, e.originator_version, entry.position, type(e).__name__,
-             e.effective_at.isoformat(), e.timestamp.isoformat(), e.actor_role, sealed))
+            return  # erased since it was read; the erasure's own entry clears the rest
+        rows.append((key, e.originator_version, entry.position, type(e).__name__,
+                     e.effective_at.isoformat(), e.timestamp.isoformat(), e.actor_role, sealed))
         if isinstance(e, EntryCorrected | EntryVoided):
             kind = "voided" if isinstance(e, EntryVoided) else "corrected"
-            cur.execute(store.sql(
+            supersessions.append((e.originator_version, kind, key, e.supersedes_version))
+
+    @staticmethod
+    def _flush(cur: Any, store: SqlStore, rows: list[tuple[Any, ...]],
+               supersessions: list[tuple[Any, ...]]) -> None:
+        if rows:
+            cur.executemany(store.sql(
+                "INSERT INTO tcledger_timeline (participant_id, version, position, type, "
+                "effective_at, recorded_at, role, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"), rows)
+        if supersessions:
+            cur.executemany(store.sql(
                 "UPDATE tcledger_timeline SET superseded_by = ?, supersession = ? "
-                "WHERE participant_id = ? AND version = ?"),
-                (e.originator_version, kind, key, e.supersedes_version))
+                "WHERE participant_id = ? AND version = ?"), supersessions)
+        rows.clear()
+        supersessions.clear()
+
+    @staticmethod
+    def _erase(cur: Any, store: SqlStore, participant_id: str) -> None:
+        cur.execute(store.sql("DELETE FROM tcledger_timeline WHERE participant_id = ?"),
+                    (participant_id,))
 
 
 def read_timeline(store: SqlStore, sealer: FieldSealer, participant_id: UUID,
