@@ -92,49 +92,50 @@ class ProgramStatsView:
                 self.records.forget(entry.event.participant_id)
             elif isinstance(entry.event, ParticipantEvent):
                 latest[entry.stream_id] = self.records.fold(entry)
-        for participant_id, participant in latest.items():
-            facts = contribution(participant) if participant is not None else []
-            self._replace(cur, store, participant_id, facts)
+        self._replace(cur, store, {
+            pid: contribution(p) if p is not None else [] for pid, p in latest.items()})
 
-    def _replace(self, cur: Any, store: SqlStore, participant_id: UUID,
-                 facts: list[Fact]) -> None:
-        key = str(participant_id)
-        cur.execute(store.sql("SELECT sealed FROM tcledger_stats_contributions "
-                              "WHERE participant_id = ?"), (key,))
-        row = cur.fetchone()
-        before = self._open(participant_id, bytes(row["sealed"])) if row else []
-        change = Counter(facts)
-        change.subtract(Counter(before))
-        for fact, delta in change.items():
-            if delta:
-                self._count(cur, store, fact, delta)
-        if facts:
-            sealed = self._seal(participant_id, facts)
-            if row is None:
-                cur.execute(store.sql("INSERT INTO tcledger_stats_contributions "
-                                      "(participant_id, sealed) VALUES (?, ?)"), (key, sealed))
-            else:
-                cur.execute(store.sql("UPDATE tcledger_stats_contributions SET sealed = ? "
-                                      "WHERE participant_id = ?"), (sealed, key))
-        elif row is not None:
-            cur.execute(store.sql("DELETE FROM tcledger_stats_contributions "
-                                  "WHERE participant_id = ?"), (key,))
+    def _replace(self, cur: Any, store: SqlStore, facts_of: dict[UUID, list[Fact]]) -> None:
+        """Swaps each record's old contribution for its new one, summed over the batch."""
+        before = self._contributions(cur, store, list(facts_of))
+        change: Counter[Fact] = Counter()
+        sealed, dropped = [], []
+        for participant_id, facts in facts_of.items():
+            change.update(facts)
+            change.subtract(before.get(participant_id, []))
+            if facts:
+                sealed.append((str(participant_id), self._seal(participant_id, facts)))
+            elif participant_id in before:
+                dropped.append((str(participant_id),))
+        deltas = [(*fact, delta) for fact, delta in change.items() if delta]
+        if deltas:
+            cur.executemany(store.sql(
+                "INSERT INTO tcledger_stats_counts (program, facility, day, measure, code, "
+                "value, n) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (program, facility, day, "
+                "measure, code, value) DO UPDATE SET n = tcledger_stats_counts.n + excluded.n"),
+                deltas)
+            if any(d[-1] < 0 for d in deltas):
+                cur.execute("DELETE FROM tcledger_stats_counts WHERE n = 0")
+        if sealed:
+            cur.executemany(store.sql(
+                "INSERT INTO tcledger_stats_contributions (participant_id, sealed) VALUES (?, ?) "
+                "ON CONFLICT (participant_id) DO UPDATE SET sealed = excluded.sealed"), sealed)
+        if dropped:
+            cur.executemany(store.sql("DELETE FROM tcledger_stats_contributions "
+                                      "WHERE participant_id = ?"), dropped)
 
-    def _count(self, cur: Any, store: SqlStore, fact: Fact, delta: int) -> None:
-        where = ("program = ? AND facility = ? AND day = ? AND measure = ? AND code = ? "
-                 "AND value = ?")
-        cur.execute(store.sql(f"SELECT n FROM tcledger_stats_counts WHERE {where}"), fact)
-        row = cur.fetchone()
-        n = (int(row["n"]) if row else 0) + delta
-        if row is None:
-            cur.execute(store.sql("INSERT INTO tcledger_stats_counts (program, facility, day, "
-                                  "measure, code, value, n) VALUES (?, ?, ?, ?, ?, ?, ?)"),
-                        (*fact, n))
-        elif n == 0:
-            cur.execute(store.sql(f"DELETE FROM tcledger_stats_counts WHERE {where}"), fact)
-        else:
-            cur.execute(store.sql(f"UPDATE tcledger_stats_counts SET n = ? WHERE {where}"),
-                        (n, *fact))
+    def _contributions(self, cur: Any, store: SqlStore,
+                       ids: list[UUID]) -> dict[UUID, list[Fact]]:
+        found: dict[UUID, list[Fact]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = [str(i) for i in ids[start:start + 500]]
+            cur.execute(store.sql("SELECT participant_id, sealed FROM "
+                                  "tcledger_stats_contributions WHERE participant_id IN ("
+                                  + ", ".join("?" for _ in chunk) + ")"), chunk)
+            for row in cur.fetchall():
+                participant_id = UUID(row["participant_id"])
+                found[participant_id] = self._open(participant_id, bytes(row["sealed"]))
+        return found
 
     def _seal(self, participant_id: UUID, facts: list[Fact]) -> bytes:
         nonce = os.urandom(NONCE_BYTES)

@@ -89,19 +89,29 @@ class ParticipantSummaryView:
                 admitted = touched[entry.stream_id][1] if entry.stream_id in touched \
                     else (entry.position if entry.version == 1 else -1)
                 touched[entry.stream_id] = (participant, admitted)
-        for participant_id in gone:
-            self._delete(cur, store, participant_id)
+        rows: list[tuple[Any, ...]] = []
+        consents: list[tuple[str, str]] = []
         for participant, admitted in touched.values():
-            self._upsert(cur, store, participant, admitted)
+            row = self._row(participant, admitted)
+            if row is None:  # erased since its events were read: no row at all
+                gone.add(participant.id)
+                continue
+            rows.append(row)
+            consents += [(str(participant.id), c["expires_on"])
+                         for c in participant.state.consents.values()
+                         if c["revoked_on"] is None and c["expires_on"]]
+        self._delete(cur, store, [(str(pid),) for pid in gone])
+        self._write(cur, store, rows, consents)
 
     # --- rows --------------------------------------------------------------------------
 
-    def _delete(self, cur: Any, store: SqlStore, participant_id: UUID) -> None:
-        for table in ("tcledger_summary_consents", "tcledger_participant_summary"):
-            cur.execute(store.sql(f"DELETE FROM {table} WHERE participant_id = ?"),
-                        (str(participant_id),))
+    def _delete(self, cur: Any, store: SqlStore, keys: list[tuple[str]]) -> None:
+        if keys:
+            for table in ("tcledger_summary_consents", "tcledger_participant_summary"):
+                cur.executemany(store.sql(f"DELETE FROM {table} WHERE participant_id = ?"),
+                                keys)
 
-    def _upsert(self, cur: Any, store: SqlStore, p: Participant, admitted: int) -> None:
+    def _row(self, p: Participant, admitted: int) -> tuple[Any, ...] | None:
         st = p.state
         policy = self.policies.get(st.program)
         stage = policy.stage(st.stage) if policy else None
@@ -116,16 +126,14 @@ class ParticipantSummaryView:
         doc = st.external_ids.get("DOC", {}).get("value")
         try:
             sealed = self._seal(p, doc, last_test)
-        except ParticipantErased:  # erased since its events were read: no row at all
-            self._delete(cur, store, p.id)
-            return
-        row = (p.version, st.program, st.facility, st.unit, st.counselor_id, st.status,
-               st.stage, _iso(st.stage_since), _iso(st.admitted_on),
-               _iso(st.expected_release_on),
-               st.discharge["effective_on"] if st.discharge else None, _iso(review_due),
-               min(dues) if dues else None, 1 if unconfirmed else 0,
-               self.index.digest("DOC", doc) if doc else None, sealed)
-        self._write(cur, store, p, admitted, row)
+        except ParticipantErased:
+            return None
+        return (str(p.id), admitted, p.version, st.program, st.facility, st.unit,
+                st.counselor_id, st.status, st.stage, _iso(st.stage_since),
+                _iso(st.admitted_on), _iso(st.expected_release_on),
+                st.discharge["effective_on"] if st.discharge else None, _iso(review_due),
+                min(dues) if dues else None, 1 if unconfirmed else 0,
+                self.index.digest("DOC", doc) if doc else None, sealed)
 
     def _seal(self, p: Participant, doc: str | None, last_test: dict[str, Any] | None) -> bytes:
         st = p.state
@@ -140,36 +148,26 @@ class ParticipantSummaryView:
                 "collected_at": last_test["collected_at"], "result": last_test["result"]},
         }, sort_keys=True).encode())
 
-    def _write(self, cur: Any, store: SqlStore, p: Participant, admitted: int,
-               row: tuple[Any, ...]) -> None:
-        st = p.state
-        key = str(p.id)
-        cur.execute(store.sql("SELECT admitted_position FROM tcledger_participant_summary "
-                              "WHERE participant_id = ?"), (key,))
-        existing = cur.fetchone()
-        if existing is None:
-            cur.execute(store.sql(
-                "INSERT INTO tcledger_participant_summary (version, program, facility, unit, "
-                "counselor_id, status, stage, stage_since, admitted_on, expected_release_on, "
-                "discharged_on, review_due_on, sanction_due_on, result_unconfirmed, "
-                "doc_index, sealed, participant_id, admitted_position) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-                (*row, key, admitted))
-        else:
-            cur.execute(store.sql(
-                "UPDATE tcledger_participant_summary SET version = ?, program = ?, "
-                "facility = ?, unit = ?, counselor_id = ?, status = ?, stage = ?, "
-                "stage_since = ?, admitted_on = ?, expected_release_on = ?, discharged_on = ?, "
-                "review_due_on = ?, sanction_due_on = ?, result_unconfirmed = ?, "
-                "doc_index = ?, sealed = ? WHERE participant_id = ?"),
-                (*row, key))
-        cur.execute(store.sql("DELETE FROM tcledger_summary_consents WHERE participant_id = ?"),
-                    (key,))
-        for consent in st.consents.values():
-            if consent["revoked_on"] is None and consent["expires_on"]:
-                cur.execute(store.sql("INSERT INTO tcledger_summary_consents "
-                                      "(participant_id, expires_on) VALUES (?, ?)"),
-                            (key, consent["expires_on"]))
+    def _write(self, cur: Any, store: SqlStore, rows: list[tuple[Any, ...]],
+               consents: list[tuple[str, str]]) -> None:
+        """One upsert statement for the batch's rows; a row keeps its admission position."""
+        if not rows:
+            return
+        cur.executemany(store.sql(UPSERT), rows)
+        cur.executemany(store.sql("DELETE FROM tcledger_summary_consents "
+                                  "WHERE participant_id = ?"), [(r[0],) for r in rows])
+        if consents:
+            cur.executemany(store.sql("INSERT INTO tcledger_summary_consents "
+                                      "(participant_id, expires_on) VALUES (?, ?)"), consents)
+
+
+COLUMNS = ("participant_id", "admitted_position", "version", "program", "facility", "unit",
+           "counselor_id", "status", "stage", "stage_since", "admitted_on",
+           "expected_release_on", "discharged_on", "review_due_on", "sanction_due_on",
+           "result_unconfirmed", "doc_index", "sealed")
+UPSERT = (f"INSERT INTO tcledger_participant_summary ({', '.join(COLUMNS)}) VALUES "
+          f"({', '.join('?' for _ in COLUMNS)}) ON CONFLICT (participant_id) DO UPDATE SET "
+          + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:]))
 
 
 def _iso(day: date | None) -> str | None:
