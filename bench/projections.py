@@ -198,7 +198,9 @@ class HistoryGenerator:
                             admitted, end, target,
                             weighted(rng, DISCHARGES) if discharged else None,
                             target, admitted))
-        # The requested total, exactly in plan (the aggregates may overshoot a little).
+        # The requested total in plan; the aggregates overshoot it a little (a step may
+        # record several events, a discharge revokes privileges), and the run stops each
+        # shard at its share of the total (see _run_shard).
         if not admissions_only and out:
             diff = events - sum(p.target for p in out)
             k = 0
@@ -210,25 +212,27 @@ class HistoryGenerator:
                     p.slots += d
                     diff -= d
                 k += 1
-            for p in out:  # discharge revokes privileges, may hand off: keep room for it
-                if p.discharge is not None and p.target > 5:
-                    p.target -= 2
-                    p.slots -= 2
         return out
 
     # --- running ----------------------------------------------------------------------------
 
     def run(self, plans: list[Plan], threads: int, label: str,
-            stop_at: int | None = None) -> float:
-        """Lives every plan, `threads` shards in parallel; returns wall seconds."""
+            events: int | None = None) -> float:
+        """Lives every plan, `threads` shards in parallel, until `events` are recorded (the
+        log ends there: later steps are never taken); returns wall seconds."""
         shards = [plans[s::threads] for s in range(threads)]
+        budgets = [None if events is None else events * len(shard) // len(plans)
+                   for shard in shards]
+        if events is not None:
+            budgets[0] = (budgets[0] or 0) + events - sum(b or 0 for b in budgets)
         errors: list[BaseException] = []
         t0 = time.perf_counter()
         stop = threading.Event()
 
         def body(s: int) -> None:
             try:
-                self._run_shard(shards[s], random.Random(self.seed * 1000 + s), stop)
+                self._run_shard(shards[s], random.Random(self.seed * 1000 + s), stop,
+                                budgets[s])
             except BaseException as exc:
                 errors.append(exc)
                 stop.set()
@@ -239,7 +243,7 @@ class HistoryGenerator:
             w.start()
         last = 0.0
         start_events = self.events
-        total = sum(p.target for p in plans)
+        total = events if events is not None else sum(p.target for p in plans)
         while any(w.is_alive() for w in workers):
             for w in workers:
                 w.join(timeout=0.5)
@@ -255,7 +259,8 @@ class HistoryGenerator:
             raise RuntimeError(f"generation failed: {errors[0]!r}") from errors[0]
         return time.perf_counter() - t0
 
-    def _run_shard(self, plans: list[Plan], rng: random.Random, stop: threading.Event) -> None:
+    def _run_shard(self, plans: list[Plan], rng: random.Random, stop: threading.Event,
+                   budget: int | None) -> None:
         from domain.participant import Participant
         from domain.provenance import Provenance
 
@@ -277,12 +282,19 @@ class HistoryGenerator:
                 dirty.clear()
                 pending = 0
 
+        unadmitted = len(plans)  # an admission records 2 events: keep room for them
         while heap and not stop.is_set():
             ts, i = heapq.heappop(heap)
             plan = plans[i]
             p = live.get(i)
+            if p is not None and budget is not None and done_events + 2 * unadmitted >= budget:
+                live.pop(i)  # the log ends here for this shard: no more steps
+                with self.lock:
+                    self.in_flight -= 1
+                continue
             before = p.version if p is not None else 0
             if p is None:
+                unadmitted -= 1
                 by = Provenance(plan.counselor, "counselor", source="bench")
                 admitted_on = datetime.fromtimestamp(plan.admitted, UTC).date()
                 p = Participant.admit(
@@ -670,14 +682,15 @@ class Timers:
         fn = runner.step
         seconds, calls, clock = self.seconds, self.calls, time.perf_counter
 
-        def timed(projection: Any) -> int:
-            self.scope = projection.name
+        def timed(*group: Any) -> int:
+            name = "+".join(p.name for p in group)
+            self.scope = name
             t0 = clock()
             try:
-                return int(fn(projection))
+                return int(fn(*group))
             finally:
-                seconds[f"{projection.name}:step"] += clock() - t0
-                calls[f"{projection.name}:step"] += 1
+                seconds[f"{name}:step"] += clock() - t0
+                calls[f"{name}:step"] += 1
         runner.step = timed
 
     def get(self, key: str) -> tuple[float, int]:
@@ -1013,7 +1026,7 @@ def run(args: argparse.Namespace, dbname: str, url: str, kek: str, var_dir: Path
     step(f"generating ~{args.events:,} events for {args.participants:,} participants "
          f"({args.gen_threads} threads, ~{args.save_events} events per ledger.save)")
     plans = gen.plans(1, args.participants, args.events, args.span_days, False, rng)
-    gen_seconds = gen.run(plans, args.gen_threads, "history")
+    gen_seconds = gen.run(plans, args.gen_threads, "history", args.events)
     events = scalar(url, f'SELECT count(*) FROM "{table}"')
     generation = {
         "events": events, "participants": args.participants, "seconds": round(gen_seconds, 2),
