@@ -7,17 +7,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
+from api.keeper import ProjectionProcess
 from api.problems import problem_response
 from api.routers import admin, health, participants, programs
 from infra.settings import Settings
 from infra.wiring import Services, build
+from projections.runner import ProjectionRunner
 from projections.wiring import build_runner
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -101,18 +103,26 @@ class RequestMiddleware:
         return limited
 
 
-def create_app(services: Services | None = None, settings: Settings | None = None) -> FastAPI:
+def create_app(services: Services | None = None, settings: Settings | None = None,
+               projections: Literal["thread", "process", "off"] | None = None) -> FastAPI:
+    """The API. `projections` says who keeps the views current: a child process (the
+    default, TCLEDGER_PROJECTIONS), a thread of this process (tests), or nobody else."""
     if services is None:
         services = build(settings or Settings())
     runner = build_runner(services)
+    mode = projections or services.settings.projections
+    keeper: ProjectionRunner | ProjectionProcess | None = {
+        "thread": runner, "process": ProjectionProcess(), "off": None}[mode]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        runner.start()  # this process keeps the views current
+        if keeper is not None:
+            keeper.start()  # keeps the views current
         try:
             yield
         finally:
-            runner.stop()
+            if keeper is not None:
+                keeper.stop()
 
     app = FastAPI(title="tcledger", version="0.1.0", lifespan=lifespan,
                   description="Encrypted, event-sourced case records for therapeutic "

@@ -24,9 +24,9 @@ One run, against a fresh PostgreSQL database `tcl_bench_proj_<random>` (dropped 
              cursor.copy() (binary), one transaction: the raw rate.
 3. rebuild   build_runner(services).rebuild() of every view the deployment runs, from a
              fresh set of services (cold caches, as `tcledger projections rebuild` in a new
-             process), timed over the log's events; with where the time went, per view
-             (per-call timers on the runner, the views and their record folders).
-             --profile first runs a short cProfile'd cold rebuild of each view.
+             process), timed over the log's events; with where the time went (timers
+             on the runner's steps; per view: folding, replays, SQL, sealing).
+             --profile first runs a short cProfile'd cold rebuild.
 4. caseload  extra admissions until C participants are in the view, caught up; then the
              real app under uvicorn (a subprocess) and GET /participants as a counselor of
              the facility that holds most of them, through a keep-alive http.client
@@ -649,60 +649,70 @@ def copy_baseline(url: str, table: str, rows: int, participants: int,
 class Timers:
     """Wall time and calls of wrapped methods (on the instance; about a microsecond each).
 
-    Labels are scoped by the projection whose step is running: `summary:read`, ...
+    Labels are scoped: `runner:read`, `participant_summary:sql`, ... A view's scope is set
+    while its apply runs; the runner's otherwise.
     """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: Counter[str] = Counter()
         self.extra: Counter[str] = Counter()
-        self.scope = ""
+        self.scope = "runner"
+
+    def add(self, key: str, seconds: float, extra: int = 0) -> None:
+        self.seconds[key] += seconds
+        self.calls[key] += 1
+        if extra:
+            self.extra[key] += extra
 
     def wrap(self, obj: Any, attr: str, label: str,
-             count: Callable[..., int] | None = None) -> None:
+             count: Callable[..., int] | None = None, scope: str | None = None) -> None:
         fn = getattr(obj, attr, None)
-        if fn is None:  # the view changed shape: its part shows up under "apply"
+        if fn is None or getattr(fn, "_timed", False):
             return
-        seconds, calls, extra = self.seconds, self.calls, self.extra
         clock = time.perf_counter
 
         def timed(*args: Any, **kwargs: Any) -> Any:
+            outer = self.scope
+            if scope is not None:
+                self.scope = scope
             key = f"{self.scope}:{label}"
             t0 = clock()
             try:
+                if scope is not None and args:  # a view's apply: time its statements too
+                    args = (TimedCursor(args[0], self, f"{scope}:sql"), *args[1:])
                 return fn(*args, **kwargs)
             finally:
-                seconds[key] += clock() - t0
-                calls[key] += 1
-                if count is not None:
-                    extra[key] += count(*args, **kwargs)
+                self.add(key, clock() - t0, count(*args, **kwargs) if count else 0)
+                self.scope = outer
+        timed._timed = True  # type: ignore[attr-defined]
         setattr(obj, attr, timed)
-
-    def wrap_step(self, runner: Any) -> None:
-        fn = runner.step
-        seconds, calls, clock = self.seconds, self.calls, time.perf_counter
-
-        def timed(*group: Any) -> int:
-            name = "+".join(p.name for p in group)
-            self.scope = name
-            t0 = clock()
-            try:
-                return int(fn(*group))
-            finally:
-                seconds[f"{name}:step"] += clock() - t0
-                calls[f"{name}:step"] += 1
-        runner.step = timed
 
     def get(self, key: str) -> tuple[float, int]:
         return self.seconds.get(key, 0.0), self.calls.get(key, 0)
 
 
-# Methods of the views worth their own line, where a view has them.
-DETAILS = {
-    "_seal": "seal personal fields (JSON + AES-GCM)",
-    "_write": "write rows (SELECT, INSERT/UPDATE, consents)",
-    "_record": "describe + JSON + seal + INSERT (+ UPDATE)",
-}
+class TimedCursor:
+    """A view's cursor, with the time of each statement (execute/executemany/copy) kept."""
+
+    def __init__(self, cur: Any, timers: Timers, key: str) -> None:
+        self._cur, self._timers, self._key = cur, timers, key
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._cur, name)
+        if name not in ("execute", "executemany", "copy", "fetchone", "fetchall"):
+            return attr
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self._timers.add(self._key, time.perf_counter() - t0)
+        return timed
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cur)
 
 
 def folders(view: Any) -> list[Any]:
@@ -717,62 +727,65 @@ def lru_size(view: Any) -> int | None:
 
 
 def instrument(runner: Any) -> Timers:
-    """Timers on the runner, and on the parts of the views that have them."""
+    """Timers on the runner (a step: read, decode, each view's apply, commit) and, inside
+    each view's apply, on what every view has: folding, statements, sealing."""
     timers = Timers()
-    timers.wrap_step(runner)
+    timers.wrap(runner, "step", "step")
     timers.wrap(runner.log, "batch", "read")
     timers.wrap(runner, "_decode", "decode")
     timers.wrap(runner, "position", "position")
-    for view in runner.projections.values():
-        timers.wrap(view, "apply", "apply")
+    for name, view in runner.projections.items():
+        timers.wrap(view, "apply", "apply", scope=name)
         sealer = getattr(view, "sealer", None)
-        if sealer is not None and not getattr(sealer.seal, "_timed", False):
-            timers.wrap(sealer, "seal", "aead")
-            sealer.seal._timed = True
+        if sealer is not None:
+            timers.wrap(sealer, "seal", "aead")  # shared: scoped by the view applying
+        else:
+            timers.wrap(view, "_seal", "aead")  # a view with keys of its own
+            timers.wrap(view, "_open", "aead")
         for folder in folders(view):
             timers.wrap(folder, "fold", "fold")
             timers.wrap(folder, "load", "replay", count=lambda stream_id, version: version)
-        for attr in DETAILS:
-            timers.wrap(view, attr, attr)
     return timers
 
 
 def breakdown(timers: Timers, names: list[str],
               total: float) -> list[tuple[str, float, int, str]]:
-    """Where the rebuild's wall time went, per view; the parts add up to the total."""
-    out: list[tuple[str, float, int, str]] = []
-    inside = 0.0
+    """Where the rebuild's wall time went; the parts add up to the total."""
+    def t(key: str) -> float:
+        return timers.get(key)[0]
+
+    def n(key: str) -> int:
+        return timers.get(key)[1]
+
+    step_s = t("runner:step")
+    out: list[tuple[str, float, int, str]] = [
+        ("batches (runner.step)", step_s, n("runner:step"), "all views"),
+        ("  read the log (SELECT batch)", t("runner:read"), n("runner:read"), "log.batch"),
+        ("  decrypt + decode events", t("runner:decode"), n("runner:decode"),
+         "runner._decode"),
+    ]
+    applied = 0.0
     for name in names:
-        def t(label: str, name: str = name) -> float:
-            return timers.get(f"{name}:{label}")[0]
-
-        def n(label: str, name: str = name) -> int:
-            return timers.get(f"{name}:{label}")[1]
-
-        step_s = t("step")
-        inside += step_s
-        out.append((f"{name}: all of its batches", step_s, n("step"), "runner.step"))
-        out.append(("  read the log (SELECT batch)", t("read"), n("read"), "log.batch"))
-        out.append(("  decrypt + decode events", t("decode"), n("decode"), "runner._decode"))
-        rest = t("apply")
-        if n("fold"):
+        apply_s = t(f"{name}:apply")
+        applied += apply_s
+        out.append((f"  {name}.apply", apply_s, n(f"{name}:apply"), ""))
+        rest = apply_s - t(f"{name}:sql") - t(f"{name}:aead")
+        if n(f"{name}:fold"):
             replayed = timers.extra.get(f"{name}:replay", 0)
-            out.append(("  fold into the LRU'd record", t("fold") - t("replay"), n("fold"),
-                        "RecordFolder.fold, own time"))
-            out.append(("  replay on an LRU miss (reload from store)", t("replay"),
-                        n("replay"), f"{replayed:,} events re-read"))
-            rest -= t("fold")
-        for attr, text in DETAILS.items():
-            if n(attr):
-                note = f"view.{attr}"
-                if attr in ("_seal", "_record") and n("aead"):
-                    note += f"; AES-GCM + key {t('aead'):.2f} s"
-                out.append((f"  {text}", t(attr), n(attr), note))
-                rest -= t(attr)
-        out.append(("  rest of apply (row values, ...)", rest, n("apply"), "view.apply"))
-        out.append(("  position, lock, update, commit", step_s - t("read") - t("decode")
-                    - t("apply"), n("step"), "runner.step, own time"))
-    out.append(("between batches (position, head, clear)", total - inside, 0,
+            out.append(("    fold into the LRU'd record", t(f"{name}:fold") - t(f"{name}:replay"),
+                        n(f"{name}:fold"), "RecordFolder.fold, own time"))
+            out.append(("    replay on an LRU miss (reload from store)", t(f"{name}:replay"),
+                        n(f"{name}:replay"), f"{replayed:,} events re-read"))
+            rest -= t(f"{name}:fold")
+        out.append(("    SQL statements of the view", t(f"{name}:sql"), n(f"{name}:sql"),
+                    "execute/executemany/fetch"))
+        if n(f"{name}:aead"):
+            out.append(("    AES-GCM seal/open (+ key lookup)", t(f"{name}:aead"),
+                        n(f"{name}:aead"), ""))
+        out.append(("    the rest (row values, JSON, ...)", rest, 0, "Python"))
+    out.append(("  positions, locks, commit", step_s - t("runner:read") - t("runner:decode")
+                - applied, 0, "runner.step, own time"))
+    out.append(("between batches (positions, head, clear)", total - step_s, 0,
                 "runner.catch_up/rebuild"))
     return out
 
@@ -808,39 +821,34 @@ class StopProfile(Exception):
 
 
 def profile_rebuild(services: Any, batch_size: int | None, seconds: float) -> str:
-    """cProfile of a cold rebuild, each view for its share of `seconds` from the log's start.
+    """cProfile of a cold rebuild from the log's first event, stopped after `seconds`.
 
-    The views are left part-built; the timed rebuild that follows clears them.
+    The views are left part-built, then cleared as the timed rebuild would find them.
     """
     from projections.wiring import build_runner
 
     runner = build_runner(services, batch_size=batch_size)
-    names = list(runner.projections)
-    share = seconds / len(names)
-    reached: dict[str, int] = {}
-    spent: dict[str, float] = {}
+    step(f"cProfile of a cold rebuild, {seconds:.0f} s")
+    reached = [0]
+    started = time.perf_counter()
+
+    def capped(names: str, position: int, head: int) -> None:
+        reached[0] = position
+        if time.perf_counter() - started > seconds:
+            raise StopProfile
+
     profiler = cProfile.Profile()
-    for name in names:
-        step(f"cProfile of a cold rebuild of {name}, {share:.0f} s")
-        started = time.perf_counter()
-
-        def capped(view: str, position: int, head: int, started: float = started) -> None:
-            reached[view] = position
-            if time.perf_counter() - started > share:
-                raise StopProfile
-
-        profiler.enable()
-        with contextlib.suppress(StopProfile):
-            runner.rebuild(only=name, progress=capped)
-        profiler.disable()
-        spent[name] = time.perf_counter() - started
-    with runner.store.transaction() as cur:  # as the timed rebuild would find them without
+    profiler.enable()
+    with contextlib.suppress(StopProfile):
+        runner.rebuild(progress=capped)
+    profiler.disable()
+    spent = time.perf_counter() - started
+    with runner.store.transaction() as cur:
         for projection in runner.projections.values():
             projection.clear(cur, runner.store)
     out = io.StringIO()
-    done = ", ".join(f"{k}: {reached.get(k, 0):,} events in {spent[k]:.1f} s" for k in names)
-    out.write(f"cProfile of a rebuild from a cold start, from the log's first event ({done};"
-              " profiler overhead included)\n")
+    out.write(f"cProfile of a rebuild of {', '.join(runner.projections)} from a cold start: "
+              f"{reached[0]:,} log events in {spent:.1f} s (profiler overhead included)\n")
     stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats("cumulative").print_stats(15)
     stats.sort_stats("tottime").print_stats(15)
@@ -1082,17 +1090,14 @@ def run(args: argparse.Namespace, dbname: str, url: str, kek: str, var_dir: Path
     rebuild = {
         "log_events": head, "views": names, "applied": applied, "seconds": round(rb_seconds, 2),
         "events_per_s": round(head / rb_seconds, 1),
-        "per_view": {n: {"seconds": round(timers.get(f"{n}:step")[0], 2),
-                         "events_per_s": round(head / timers.get(f"{n}:step")[0], 1)
-                         if timers.get(f"{n}:step")[0] else None} for n in names},
-        "batch_size": runner.batch_size, "batches": timers.get("participant_summary:apply")[1],
+        "apply_seconds": {n: round(timers.get(f"{n}:apply")[0], 2) for n in names},
+        "batch_size": runner.batch_size, "batches": timers.get("runner:step")[1],
         "summary_rows": rows, "consent_rows": consent_rows, "timeline_rows": timeline_rows,
         "lru_size": lru_size(summary_view) if summary_view is not None else None,
         "replays": {n: timers.get(f"{n}:replay")[1] for n in names
                     if timers.get(f"{n}:fold")[1]},
         "replayed_events": {n: timers.extra.get(f"{n}:replay", 0) for n in names
                             if timers.get(f"{n}:fold")[1]},
-        "upserts": timers.get("participant_summary:_write")[1],
         "breakdown": [{"part": a, "seconds": round(b, 3), "calls": c, "note": d}
                       for a, b, c, d in breakdown(timers, names, rb_seconds)],
     }
@@ -1236,9 +1241,6 @@ def report(figures: dict[str, Any]) -> dict[str, Any]:
     views = " + ".join(rb["views"])
     print(f"  {'rebuild: build_runner(services).rebuild()':<52} {rb['log_events']:>10,} "
           f"{rb['seconds']:>8.2f} {rb['events_per_s']:>10,.0f}")
-    for name, v in rb["per_view"].items():
-        print(f"  {'  of which the view ' + name:<52} {rb['log_events']:>10,} "
-              f"{v['seconds']:>8.2f} {v['events_per_s'] or 0:>10,.0f}")
     if "catch_up_events" in cl:
         print(f"  {'catch-up: new admissions, all views':<52} {cl['catch_up_log_events']:>10,} "
               f"{cl['catch_up_seconds']:>8.2f} {cl['catch_up_events_per_s']:>10,.0f}")
@@ -1249,9 +1251,8 @@ def report(figures: dict[str, Any]) -> dict[str, Any]:
              else "") + ";")
     misses = "; ".join(f"{n} {rb['replays'][n]:,} misses re-read "
                        f"{rb['replayed_events'][n]:,} events" for n in rb["replays"])
-    print(f"  batch size {rb['batch_size']}, {rb['batches']:,} batches per view, "
-          f"{rb['upserts']:,} summary row upserts; record LRU of {rb['lru_size']:,} per view:"
-          f" {misses or 'no folding views'}")
+    print(f"  batch size {rb['batch_size']}, {rb['batches']:,} batches; record LRU of "
+          f"{rb['lru_size']:,} per folding view: {misses or 'no folding views'}")
     print()
     print(f"  {'where the rebuild time went':<50} {'seconds':>8} {'share':>6} {'calls':>9}  note")
     print("  " + "-" * 84)
@@ -1307,6 +1308,12 @@ def report(figures: dict[str, Any]) -> dict[str, Any]:
                        for c in checks]}
 
 
+def terminated(signum: int, frame: Any) -> None:
+    print("\n... terminated by a signal: stopping, then dropping the database",
+          file=sys.stderr, flush=True)
+    sys.exit(128 + signum)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000,
@@ -1333,7 +1340,7 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="also cProfile a cold rebuild (before the timed one): top 15")
     parser.add_argument("--profile-seconds", type=float, default=60.0,
-                        help="how long the profiled rebuild runs, shared by the views")
+                        help="how long the profiled rebuild runs")
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -1347,7 +1354,7 @@ def main() -> int:
 
     configure_logging("warning")
     # A SIGTERM should still drop the database: turn it into an exception.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, terminated)
     kek = base64.b64encode(os.urandom(32)).decode()  # synthetic, this run only
     var_dir = Path(tempfile.mkdtemp(prefix="tcl_bench_proj_"))
     try:

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(65536, description="largest accepted request body")
     aggregate_cache_size: int = Field(10000, description="participants kept decoded in memory")
     pg_pool_size: int = Field(10, description="PostgreSQL connections kept open")
+    projections: Literal["process", "thread", "off"] = Field(
+        "process", description="who keeps the views current for the server")
     projection_batch_size: int = Field(
         500, ge=1, description="log entries a projection applies per transaction")
     token_cache_seconds: float = Field(

@@ -104,5 +104,6 @@ class Api:
 
 @pytest.fixture
 def api(services: Services) -> Iterator[Api]:
-    with TestClient(create_app(services), raise_server_exceptions=False) as client:
+    with TestClient(create_app(services, projections="thread"),
+                    raise_server_exceptions=False) as client:
         yield Api(client, services)
