@@ -423,16 +423,20 @@ class Server:
             self._thread.start()
         self._wait_ready()
 
-    def _wait_ready(self, timeout: float = 30.0) -> None:
+    def _wait_ready(self, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self._proc.returncode}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.base + "/health", timeout=1.0).status_code == 200:
+                health = httpx.get(self.base + "/health", timeout=1.0)
+                # Steady state: the views have caught up with the history built before the
+                # server started, so their backlog does not compete with the measurement.
+                if health.status_code == 200 and all(
+                        p["lag"] == 0 for p in health.json()["projections"]):
                     return
             time.sleep(0.1)
-        raise RuntimeError("server did not become ready")
+        raise RuntimeError("server did not become ready (or its views did not catch up)")
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
