@@ -797,9 +797,11 @@ class Progress:
         self.label = label
         self.name = ""
         self.t0, self.last = time.perf_counter(), 0.0
+        self.position = 0
 
     def __call__(self, name: str, position: int, head: int) -> None:
         now = time.perf_counter()
+        self.position = position
         if name != self.name:
             if self.name:
                 print(file=sys.stderr)
@@ -991,9 +993,27 @@ def bench_database(base_url: str) -> Iterator[tuple[str, str]]:
 
 @dataclass
 class Held:
-    """What must be released before the database is dropped."""
+    """What must be released before the database is dropped, and what was measured so far
+    (printed if the run is cut short)."""
     services: list[Any] = field(default_factory=list)
     server: Server | None = None
+    done: dict[str, Any] = field(default_factory=dict)
+    rebuilding: tuple[Timers, Progress, list[str], float] | None = None
+
+    def so_far(self) -> None:
+        if not self.done and self.rebuilding is None:
+            return
+        print("\nmeasured before the run was cut short:")
+        for key, value in self.done.items():
+            print(f"  {key}: " + json.dumps({k: v for k, v in value.items() if k != "method"},
+                                            default=str))
+        if self.rebuilding is not None:
+            timers, progress, names, t0 = self.rebuilding
+            elapsed = time.perf_counter() - t0
+            print(f"  rebuild (unfinished): {progress.position:,} log events in {elapsed:.1f} s"
+                  f" = {progress.position / elapsed:,.0f} events/s")
+            for part, seconds, calls, note in breakdown(timers, names, elapsed):
+                print(f"    {part:<50} {seconds:>8.2f} {calls or '':>9}  {note}")
 
 
 def one(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...] = ()
@@ -1053,7 +1073,9 @@ def run(args: argparse.Namespace, dbname: str, url: str, kek: str, var_dir: Path
 
     # 2. COPY -----------------------------------------------------------------------------
     step(f"raw COPY of {events:,} event-shaped rows")
+    held.done["generation"] = generation
     copy = copy_baseline(url, table, events, args.participants, args.seed)
+    held.done["copy"] = copy
 
     # 3a. profile (optional): before the timed rebuild, which clears whatever it left ------
     profile_text = ""
@@ -1070,8 +1092,10 @@ def run(args: argparse.Namespace, dbname: str, url: str, kek: str, var_dir: Path
     timers = instrument(runner)
     progress = Progress("rebuild")
     t0 = time.perf_counter()
+    held.rebuilding = (timers, progress, list(runner.projections), t0)
     applied = runner.rebuild(progress=progress)
     rb_seconds = time.perf_counter() - t0
+    held.rebuilding = None
     progress.done()
     names = list(runner.projections)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -1101,6 +1125,7 @@ def run(args: argparse.Namespace, dbname: str, url: str, kek: str, var_dir: Path
         "breakdown": [{"part": a, "seconds": round(b, 3), "calls": c, "note": d}
                       for a, b, c, d in breakdown(timers, names, rb_seconds)],
     }
+    held.done["rebuild"] = {k: v for k, v in rebuild.items() if k != "breakdown"}
 
     # 4. caseload -------------------------------------------------------------------------
     extra = max(0, args.caseload_participants - args.participants)
@@ -1362,6 +1387,9 @@ def main() -> int:
             held = Held()
             try:
                 figures = run(args, dbname, url, kek, var_dir, held)
+            except BaseException:
+                held.so_far()
+                raise
             finally:  # before the database is dropped
                 if held.server is not None:
                     held.server.stop()
