@@ -110,14 +110,14 @@ class TCLedger(Application[UUID]):
 
     def participant_as_of(self, participant_id: UUID, recorded_by: datetime) -> Participant:
         """The record as it stood at a recorded time: later entries, even back-dated, left out."""
-        version = 0
-        for event in self.history(participant_id):
+        participant: Any = None
+        for event in self._stream(participant_id):  # one pass: decode and fold together
             if event.timestamp > recorded_by:
                 break
-            version = event.originator_version
-        if version == 0:
+            participant = event.mutate(participant)
+        if not isinstance(participant, Participant):
             raise ParticipantNotFound(participant_id)
-        return self.participant(participant_id, version=version)
+        return participant
 
     def history(self, participant_id: UUID) -> Iterator[ev.ParticipantEvent]:
         found = False
