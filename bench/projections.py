@@ -1089,6 +1089,10 @@ def run(args: argparse.Namespace, dbname: str, url: str, kek: str, var_dir: Path
         conn.execute("CHECKPOINT")
     rb_services = fresh_services()
     runner = build_runner(rb_services, batch_size=args.batch_size)
+    if args.lru is not None:  # an experiment: the folded records' LRU of every view
+        for view in runner.projections.values():
+            for folder in folders(view):
+                folder.cache_size = args.lru
     timers = instrument(runner)
     progress = Progress("rebuild")
     t0 = time.perf_counter()
@@ -1353,6 +1357,8 @@ def main() -> int:
                         help="server URL whose user may create databases")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="projection batch size (default: the settings' default)")
+    parser.add_argument("--lru", type=int, default=None,
+                        help="experiment: the views' record LRU size for the timed rebuild")
     parser.add_argument("--span-days", type=int, default=730,
                         help="simulated days the admissions spread over (stays are 90-540 "
                              "days, so this sets how many participants are in flight)")
