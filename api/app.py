@@ -16,7 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import problems
 from api.keeper import ProjectionProcess
 from api.problems import problem_response
-from api.routers import admin, health, participants, programs
+from api.routers import admin, audit, health, participants, programs
+from audit.ledger import LedgerKeeper
+from audit.wiring import build_keeper, build_ledger
 from infra.settings import Settings
 from infra.wiring import Services, build
 from projections.runner import ProjectionRunner
@@ -110,18 +112,22 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     if services is None:
         services = build(settings or Settings())
     runner = build_runner(services)
+    ledger = build_ledger(services)
     mode = projections or services.settings.projections
-    keeper: ProjectionRunner | ProjectionProcess | None = {
-        "thread": runner, "process": ProjectionProcess(), "off": None}[mode]
+    # The child process (`tcledger projections run`) keeps the views and the ledger
+    # current; in thread mode this process does both.
+    keepers: list[ProjectionRunner | ProjectionProcess | LedgerKeeper] = {
+        "thread": [runner, build_keeper(ledger, services.settings)],
+        "process": [ProjectionProcess()], "off": []}[mode]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if keeper is not None:
-            keeper.start()  # keeps the views current
+        for keeper in keepers:
+            keeper.start()
         try:
             yield
         finally:
-            if keeper is not None:
+            for keeper in keepers:
                 keeper.stop()
 
     app = FastAPI(title="tcledger", version="0.1.0", lifespan=lifespan,
@@ -129,9 +135,11 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
                               "community programs in prisons.")
     app.state.services = services
     app.state.runner = runner
+    app.state.audit_ledger = ledger
     app.state.in_flight = InFlight()
     problems.install(app)
-    for router in (participants.router, admin.router, programs.router, health.router):
+    for router in (participants.router, admin.router, programs.router, health.router,
+                   audit.router):
         app.include_router(router)
     app.add_middleware(RequestMiddleware, max_body_bytes=services.settings.max_body_bytes,
                        in_flight=app.state.in_flight)

@@ -48,6 +48,23 @@ def main(argv: list[str] | None = None) -> int:
     rebuild.add_argument("name", nargs="?", help="one projection (default: all)")
     projection_commands.add_parser("status", help="position and lag of each projection")
 
+    audit = commands.add_parser("audit", help="the verifiable ledger")
+    audit_commands = audit.add_subparsers(dest="action", required=True)
+    verify = audit_commands.add_parser(
+        "verify", help="recompute every leaf and check the ledger and the signed heads")
+    verify.add_argument("--public-key", type=Path,
+                        help="the tree-head public key (PEM) to trust (default: the public "
+                             "half of TCLEDGER_AUDIT_KEY_FILE)")
+    audit_commands.add_parser("sign", help="bring the ledger up to date and sign its head now")
+    export = audit_commands.add_parser("export", help="write a participant's audit bundle")
+    export.add_argument("participant")
+    export.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
+    verify_bundle = audit_commands.add_parser(
+        "verify-bundle", help="check an audit bundle offline: no database, no network")
+    verify_bundle.add_argument("path", type=Path)
+    verify_bundle.add_argument("--public-key", type=Path,
+                               help="also require the bundle's key to be this one (PEM)")
+
     policy = commands.add_parser("policy", help="program policy files")
     policy_commands = policy.add_subparsers(dest="action", required=True)
     check = policy_commands.add_parser("check", help="validate a policy file")
@@ -73,6 +90,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "serve":
         return _serve(settings, args)
+    if args.command == "audit" and args.action == "verify-bundle":
+        return int(importlib.import_module("audit.cli").verify_bundle_command(args))
 
     from infra.wiring import build
     services = build(settings)
@@ -81,6 +100,8 @@ def _run(args: argparse.Namespace) -> int:
             return _tokens(services, args)
         if args.command == "projections":
             return _projections(services, args)
+        if args.command == "audit":
+            return int(importlib.import_module("audit.cli").run(services, args))
         count = services.keys.rotate(KeyEncryptionKey.from_file(args.new_kek_file))
         print(f"re-wrapped {count} data keys; now point TCLEDGER_KEK_FILE at the new key")
         return 0
@@ -124,12 +145,16 @@ def _projections(services: Any, args: argparse.Namespace) -> int:
         print(f"\nrebuilt {', '.join(names)} from {runner.log.head()} log entries in "
               f"{time.monotonic() - started:.1f} s", file=sys.stderr)
         return 0
-    print("keeping the views current; Ctrl-C stops", file=sys.stderr)
+    audit = importlib.import_module("audit.wiring")
+    keeper = audit.build_keeper(audit.build_ledger(services), services.settings)
+    print("keeping the views and the audit ledger current; Ctrl-C stops", file=sys.stderr)
     runner.start()
+    keeper.start()
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        keeper.stop()
         runner.stop()
     return 0
 

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         "process", description="who keeps the views current for the server")
     projection_batch_size: int = Field(
         500, ge=1, description="log entries a projection applies per transaction")
+    audit_key_file: Path | None = Field(
+        None, description="Ed25519 private key (PEM) that signs tree heads; development "
+                          "generates var_dir/audit-signing-key.pem")
+    audit_head_interval: float = Field(
+        60.0, gt=0, description="seconds between signed tree heads while the log grows")
     token_cache_seconds: float = Field(
         5.0, description="how long a checked token is trusted without asking the database")
 

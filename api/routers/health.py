@@ -27,6 +27,10 @@ def health(request: Request, services: ServicesDep) -> JSONResponse:
         for p in request.app.state.runner.status():
             idle = (now - datetime.fromisoformat(p["updated_at"])).total_seconds()
             projections.append({**p, "stalled": p["lag"] > 0 and idle > STALLED_AFTER_SECONDS})
+        ledger = request.app.state.audit_ledger.status(position)
+        idle = (now - datetime.fromisoformat(ledger["updated_at"])).total_seconds()
+        stalled = ledger["lag"] > 0 and idle > STALLED_AFTER_SECONDS
+        projections.append({**ledger, "stalled": stalled})
     ok = database["status"] == "ok" and not any(p["stalled"] for p in projections)
     body = {"status": "ok" if ok else "degraded", "database": database,
             "store": "postgresql" if services.settings.uses_postgres else "sqlite",
