@@ -31,6 +31,7 @@ from infra.sql import SqlStore
 
 log = structlog.get_logger("tcledger.audit")
 
+NODE_CACHE_SIZE = 200_000  # about 30 MB: every upper node of a tree of many millions
 LEVEL_SHIFT = 48  # node key = level << 48 | index: 2**48 leaves before it runs out
 
 TABLES = (
@@ -57,6 +58,15 @@ def leaf_bytes(stream_id: UUID, version: int, topic: str, state: bytes) -> bytes
                      struct.pack(">I", len(state)), state))
 
 
+# The same bytes as leaf_bytes, assembled by PostgreSQL (schema-qualified: no function an
+# attacker could shadow on the search path).
+PG_LEAF_BYTES = (
+    "pg_catalog.uuid_send(originator_id) || pg_catalog.int8send(originator_version)"
+    " || pg_catalog.int2send(pg_catalog.octet_length(pg_catalog.convert_to(topic, 'UTF8'))"
+    "::int2) || pg_catalog.convert_to(topic, 'UTF8')"
+    " || pg_catalog.int4send(pg_catalog.octet_length(state)) || state")
+
+
 def node_key(level: int, index: int) -> int:
     return (level << LEVEL_SHIFT) | index
 
@@ -80,6 +90,7 @@ class EventRows:
 
     def __init__(self, store: SqlStore, table: str) -> None:
         self.store = store
+        self.table = table
         column = "notification_id" if store.postgres else "rowid"
         self._select = store.sql(
             f"SELECT {column} AS position, originator_id, originator_version, topic, state"
@@ -88,6 +99,21 @@ class EventRows:
         self._stream = store.sql(
             f"SELECT {column} AS position, originator_id, originator_version, topic, state"
             f" FROM {table} WHERE originator_id = ? ORDER BY originator_version")
+
+    def leaf_stream(self) -> Iterator[tuple[int, bytes]]:
+        """(position, leaf bytes) of every row in log order, for the verifier. PostgreSQL
+        assembles the bytes (pg_catalog functions only, nothing hashed or trusted there)
+        and streams them with binary COPY: a quarter of the cost of decoding columns."""
+        if not self.store.postgres:
+            for row in self.all():
+                yield row.position, leaf_bytes(row.stream_id, row.version, row.topic, row.state)
+            return
+        with self.store.datastore.get_connection() as conn, conn.cursor() as cur:
+            with cur.copy(f"COPY (SELECT notification_id, {PG_LEAF_BYTES} FROM {self.table}"
+                          " ORDER BY notification_id) TO STDOUT (FORMAT BINARY)") as copy:
+                copy.set_types(["int8", "bytea"])
+                yield from copy.rows()
+            conn.rollback()
 
     def head(self) -> int:
         row = self.store.fetch_one(self._head)
@@ -144,6 +170,7 @@ class Ledger:
         # The roots of the perfect subtrees that make up the tree as it stands, by level.
         self._frontier: dict[int, bytes] | None = None
         self._frontier_size = -1
+        self._node_cache: dict[int, bytes] = {}
         with store.transaction() as cur:
             for statement in TABLES:
                 cur.execute(statement.format(blob="BYTEA" if store.postgres else "BLOB"))
@@ -175,22 +202,34 @@ class Ledger:
                 "signed_tree_size": latest.tree_size if latest else 0}
 
     def nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Stored subtree hashes. Nodes never change once written, so they are cached:
+        the upper levels are shared by every proof."""
         found: dict[tuple[int, int], bytes] = {}
-        wanted = sorted({node_key(level, index) for level, index in keys})
+        wanted = []
+        for level, index in set(keys):
+            key = node_key(level, index)
+            cached = self._node_cache.get(key)
+            if cached is None:
+                wanted.append(key)
+            else:
+                found[(level, index)] = cached
+        wanted.sort()
+        if len(self._node_cache) + len(wanted) > NODE_CACHE_SIZE:
+            self._node_cache.clear()
         for start in range(0, len(wanted), 500):
             chunk = wanted[start:start + 500]
             rows = self.store.fetch_all(
                 "SELECT node_key, hash FROM tcledger_ledger_nodes WHERE node_key IN ("
                 + ", ".join("?" * len(chunk)) + ")", chunk)
             for row in rows:
-                key = int(row["node_key"])
-                found[(key >> LEVEL_SHIFT, key & ((1 << LEVEL_SHIFT) - 1))] = bytes(row["hash"])
+                key, value = int(row["node_key"]), bytes(row["hash"])
+                self._node_cache[key] = value
+                found[(key >> LEVEL_SHIFT, key & ((1 << LEVEL_SHIFT) - 1))] = value
         return found
 
     def _computed(self, compute: Any, size: int) -> Any:
-        """Runs a proof computation over stored nodes: one query for every node it reads."""
-        if size > self.size:
-            raise LeafNotFound(f"the ledger holds fewer than {size} leaves")
+        """Runs a proof computation over stored nodes: one query for every node it reads
+        (a node the ledger does not hold means the tree is not that large yet)."""
         fetched = self.nodes(list(merkle.needed(compute)))
 
         def node(level: int, index: int) -> bytes:
@@ -235,6 +274,27 @@ class Ledger:
         return [{"leaf_index": int(r["leaf_index"]), "position": int(r["position"]),
                  "version": int(r["version"]), "leaf_hash": hashes[(0, int(r["leaf_index"]))]}
                 for r in rows]
+
+    def witnessed(self, batch: int = 20000) -> Iterator[tuple[int, int, bytes | None]]:
+        """(leaf index, log position, leaf hash) of every leaf, in order, for the verifier."""
+        if self.store.postgres:
+            with self.store.datastore.get_connection() as conn, conn.cursor() as cur:
+                with cur.copy("COPY (SELECT l.leaf_index, l.position, n.hash FROM"
+                              " tcledger_ledger_leaves l LEFT JOIN tcledger_ledger_nodes n"
+                              " ON n.node_key = l.leaf_index ORDER BY l.leaf_index)"
+                              " TO STDOUT (FORMAT BINARY)") as copy:
+                    copy.set_types(["int8", "int8", "bytea"])
+                    yield from copy.rows()
+                conn.rollback()
+            return
+        after = -1
+        while True:
+            rows = self.stored_leaves(after, batch)
+            for r in rows:
+                yield r["leaf_index"], r["position"], r["leaf_hash"]
+            if len(rows) < batch:
+                return
+            after = rows[-1]["leaf_index"]
 
     def stored_leaves(self, after_index: int, limit: int) -> list[dict[str, Any]]:
         """The ledger's own record of leaves [after_index + 1, ...], for the verifier."""

@@ -204,3 +204,13 @@ def test_the_command_exits_non_zero_and_names_the_event(witnessed, monkeypatch, 
     out = capsys.readouterr().out
     assert "TAMPERING DETECTED" in out
     assert f"log position {target}" in out and f"stream {stream} version {version}" in out
+
+
+def test_a_changed_inner_node_of_the_ledger_is_detected(witnessed) -> None:
+    services, attacker, _ = witnessed
+    with attacker.connect() as conn:
+        attacker.sql(conn, "UPDATE tcledger_ledger_nodes SET hash = ? WHERE node_key = ?",
+                     (bytes(32), (1 << 48) | 14))  # leaves 28-29: on the right edge of 30
+    report = check(services)
+    assert not report.ok
+    assert "ledger tables were changed" in report.findings[0].what
