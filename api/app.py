@@ -11,14 +11,16 @@ from typing import Any, Literal
 
 import structlog
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
 from api.keeper import ProjectionProcess
 from api.problems import problem_response
 from api.routers import admin, audit, health, participants, programs
+from audit.access import Access, AccessLog
 from audit.ledger import LedgerKeeper
-from audit.wiring import build_keeper, build_ledger
+from audit.wiring import build_access_log, build_keeper, build_ledger
 from infra.settings import Settings
 from infra.wiring import Services, build
 from projections.runner import ProjectionRunner
@@ -42,10 +44,12 @@ class InFlight:
 class RequestMiddleware:
     """Request id, body size limit, in-flight count and one access log line per request."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, in_flight: InFlight) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, in_flight: InFlight,
+                 access_log: AccessLog | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.in_flight = in_flight
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,12 +66,28 @@ class RequestMiddleware:
         started = time.perf_counter()
         status = {"code": 500}
 
-        async def send_with_id(message: Message) -> None:
+        refused = {"on": False}
+
+        async def send_out(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 message.setdefault("headers", []).append(
                     (b"x-request-id", request_id.encode()))
             await send(message)
+
+        async def send_with_id(message: Message) -> None:
+            if refused["on"]:
+                return  # the answer was replaced: its body goes nowhere
+            if message["type"] == "http.response.start" and self.access_log is not None \
+                    and not await self._logged(scope, state, message["status"]):
+                refused["on"] = True
+                answer = problem_response(
+                    503, "access-log-unavailable", "The access log cannot be written",
+                    "a record is not shown unless its reading is logged; try again shortly",
+                    headers={"retry-after": "5"})
+                await answer(scope, receive, send_out)
+                return
+            await send_out(message)
 
         length = wanted[b"content-length"]
         self.in_flight.count += 1
@@ -87,6 +107,37 @@ class RequestMiddleware:
                      route=getattr(route, "path", "unmatched"), status=status["code"],
                      actor_id=state.get("actor_id"),
                      duration_ms=round((time.perf_counter() - started) * 1000, 2))
+
+    async def _logged(self, scope: Scope, state: dict[str, Any], status: int) -> bool:
+        """Records this request's access to participants' records, unless its command
+        already committed the entry with its events. False: a served record went unlogged."""
+        caller = state.get("caller")
+        if state.get("access_recorded") or caller is None or self.access_log is None:
+            return True
+        accessed = state.get("accessed")
+        if accessed is None:
+            given = (scope.get("path_params") or {}).get("participant_id")
+            try:
+                accessed = [str(uuid.UUID(str(given)))] if given is not None else []
+            except ValueError:
+                accessed = []
+        if not accessed:
+            return True
+        method = scope["method"]
+        action = ("read" if method in ("GET", "HEAD") else "write") if status < 400 else \
+            "denied" if status in (401, 403, 404, 410) else "failed"
+        client = scope.get("client")
+        entry = Access(participant_ids=accessed, actor_id=caller.actor_id, role=caller.role,
+                       facility=caller.facility, action=action, method=method,
+                       route=getattr(scope.get("route"), "path", scope["path"]),
+                       status=status, request_id=state["request_id"],
+                       remote=client[0] if client else None)
+        try:
+            await run_in_threadpool(self.access_log.record, entry)
+        except Exception as exc:
+            log.error("access_log_failed", error_type=type(exc).__name__)
+            return status >= 400  # a refusal stays a refusal; a served record may not
+        return True
 
     def _limited(self, receive: Receive, state: dict[str, Any]) -> Receive:
         seen = 0
@@ -113,11 +164,12 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
         services = build(settings or Settings())
     runner = build_runner(services)
     ledger = build_ledger(services)
+    access_log = build_access_log(services)
     mode = projections or services.settings.projections
     # The child process (`tcledger projections run`) keeps the views and the ledger
     # current; in thread mode this process does both.
     keepers: list[ProjectionRunner | ProjectionProcess | LedgerKeeper] = {
-        "thread": [runner, build_keeper(ledger, services.settings)],
+        "thread": [runner, build_keeper(ledger, services.settings, access_log)],
         "process": [ProjectionProcess()], "off": []}[mode]
 
     @asynccontextmanager
@@ -136,13 +188,14 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     app.state.services = services
     app.state.runner = runner
     app.state.audit_ledger = ledger
+    app.state.access_log = access_log
     app.state.in_flight = InFlight()
     problems.install(app)
     for router in (participants.router, admin.router, programs.router, health.router,
                    audit.router):
         app.include_router(router)
     app.add_middleware(RequestMiddleware, max_body_bytes=services.settings.max_body_bytes,
-                       in_flight=app.state.in_flight)
+                       in_flight=app.state.in_flight, access_log=access_log)
     return app
 
 

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from api.problems import Answered, Problem, unauthenticated
+from audit.access import Access
 from domain.application import Command, WriteResult
 from domain.errors import ParticipantNotFound
 from domain.participant import Participant
@@ -59,6 +60,7 @@ async def authenticate(request: Request) -> Caller:
         assert refused is not None
         raise Answered(refused)
     request.state.actor_id = caller.actor_id
+    request.state.caller = caller  # the access log names who it was
     structlog.contextvars.bind_contextvars(actor_id=caller.actor_id, role=caller.role)
     return caller
 
@@ -179,12 +181,20 @@ class Writer:
 
     def record_with(self, stream_id: UUID, version: int,
                     extra: dict[str, Any]) -> dict[str, Any]:
-        """The idempotency answer, committed with the events; the recorder adds the position."""
+        """What is committed with the command's events: its access log entry, and the
+        idempotency answer (the recorder adds the position)."""
+        side: dict[str, Any] = {}
+        access_log = getattr(self.request.app.state, "access_log", None)
+        if access_log is not None:
+            side["also"] = [access_log.stored(access_entry(
+                self.request, [str(stream_id)], "write", 201))]
+            self.request.state.access_recorded = True
         if self.key is None:
-            return {}
+            return side
         body = {"id": str(stream_id), "version": version, **extra}
-        return {"idempotency": IdempotencyRecord(self.caller.actor_id, self.key,
-                                                 self.request_hash, 201, body)}
+        side["idempotency"] = IdempotencyRecord(self.caller.actor_id, self.key,
+                                                self.request_hash, 201, body)
+        return side
 
     async def run(self, participant_id: UUID, command: Command, *,
                   guard: bool = True) -> JSONResponse:
@@ -211,6 +221,18 @@ class Writer:
                 raise
             raise Answered(replayed) from None
 
+
+
+def access_entry(request: Request, participant_ids: list[str], action: str,
+                 status: int) -> Access:
+    """An access log entry for this request (audit.access)."""
+    caller: Caller = request.state.caller
+    route = request.scope.get("route")
+    client = request.scope.get("client")
+    return Access(participant_ids=participant_ids, actor_id=caller.actor_id, role=caller.role,
+                  facility=caller.facility, action=action, method=request.method,
+                  route=getattr(route, "path", request.url.path), status=status,
+                  request_id=request.state.request_id, remote=client[0] if client else None)
 
 
 def written(result: WriteResult) -> dict[str, Any]:

@@ -435,8 +435,10 @@ class Ledger:
 class LedgerKeeper:
     """Keeps the ledger current and signs a head at an interval, from a thread."""
 
-    def __init__(self, ledger: Ledger, head_interval: float, poll: float = 0.05) -> None:
+    def __init__(self, ledger: Ledger, head_interval: float, poll: float = 0.05,
+                 followers: Sequence[Any] = ()) -> None:
         self.ledger = ledger
+        self.followers = list(followers)  # more followers of the log (the access index)
         self.head_interval = head_interval
         self.poll = poll
         self._stop = threading.Event()
@@ -457,6 +459,8 @@ class LedgerKeeper:
 
     def tick(self) -> None:
         self.ledger.catch_up()
+        for follower in self.followers:
+            follower.catch_up()
         if self.ledger.signer is None:
             return
         latest = self.ledger.latest_head()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from audit.access import AccessLog
 from audit.ledger import Ledger, LedgerKeeper
 from audit.signing import HeadSigner, SigningKeyError
 from infra.settings import Settings
@@ -26,5 +27,12 @@ def build_ledger(services: Services) -> Ledger:
                   signer=resolve_signer(services.settings))
 
 
-def build_keeper(ledger: Ledger, settings: Settings) -> LedgerKeeper:
-    return LedgerKeeper(ledger, head_interval=settings.audit_head_interval)
+def build_access_log(services: Services) -> AccessLog:
+    return AccessLog(services.store, services.ledger.recorder, services.ledger.mapper)
+
+
+def build_keeper(ledger: Ledger, settings: Settings,
+                 access_log: AccessLog | None = None) -> LedgerKeeper:
+    """Keeps the ledger and the access log's index current, and signs heads."""
+    return LedgerKeeper(ledger, head_interval=settings.audit_head_interval,
+                        followers=[access_log] if access_log is not None else [])

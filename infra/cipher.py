@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -19,6 +19,9 @@ from eventsourcing.persistence import JSONTranscoder, Mapper, StoredEvent
 from infra.keys import NONCE_BYTES, KeyStore
 
 FORMAT_V1 = b"\x01"
+# Events under a system key rather than their stream's: the access log (audit.access).
+SYSTEM_KEYED_TOPIC_PREFIX = "audit.access:"
+SYSTEM_KEYED_STREAM = uuid5(NAMESPACE_URL, "urn:tcledger:access-log")
 
 
 class EventDecryptionError(Exception):
@@ -38,7 +41,7 @@ class EncryptedMapper(Mapper[UUID]):
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         plain = super().to_stored_event(domain_event)
         stream_id = _uuid(plain.originator_id)
-        key = self.keys.data_key_for_new_event(stream_id, plain.originator_version)
+        key = self._key_for(stream_id, plain.topic, new_version=plain.originator_version)
         nonce = os.urandom(NONCE_BYTES)
         sealed = AESGCM(key).encrypt(nonce, plain.state, associated_data(
             stream_id, plain.originator_version, plain.topic))
@@ -51,7 +54,7 @@ class EncryptedMapper(Mapper[UUID]):
         where = f"stream {stream_id} version {stored_event.originator_version}"
         if state[:1] != FORMAT_V1:
             raise EventDecryptionError(f"{where}: unknown ciphertext format")
-        key = self.keys.data_key(stream_id)
+        key = self._key_for(stream_id, stored_event.topic)
         try:
             plain = AESGCM(key).decrypt(
                 state[1:1 + NONCE_BYTES], state[1 + NONCE_BYTES:],
@@ -63,6 +66,15 @@ class EncryptedMapper(Mapper[UUID]):
         return super().to_domain_event(StoredEvent(
             stored_event.originator_id, stored_event.originator_version, stored_event.topic,
             plain))
+
+    def _key_for(self, stream_id: UUID, topic: str, new_version: int | None = None) -> bytes:
+        """The stream's own key; the access log's entries (one stream each) share one
+        system key instead of making a key per entry."""
+        if topic.startswith(SYSTEM_KEYED_TOPIC_PREFIX):
+            return self.keys.system_key(SYSTEM_KEYED_STREAM)
+        if new_version is not None:
+            return self.keys.data_key_for_new_event(stream_id, new_version)
+        return self.keys.data_key(stream_id)
 
 
 class FieldSealer:

@@ -146,7 +146,8 @@ def _projections(services: Any, args: argparse.Namespace) -> int:
               f"{time.monotonic() - started:.1f} s", file=sys.stderr)
         return 0
     audit = importlib.import_module("audit.wiring")
-    keeper = audit.build_keeper(audit.build_ledger(services), services.settings)
+    keeper = audit.build_keeper(audit.build_ledger(services), services.settings,
+                                audit.build_access_log(services))
     print("keeping the views and the audit ledger current; Ctrl-C stops", file=sys.stderr)
     runner.start()
     keeper.start()

@@ -84,6 +84,9 @@ class SQLiteEventRecorder(SQLiteApplicationRecorder):
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[StoredEvent],
                        **kwargs: Any) -> Sequence[int] | None:
         ids = super()._insert_events(c, stored_events, **kwargs)
+        also = kwargs.get("also")
+        if also:
+            super()._insert_events(c, also)
         record = kwargs.get("idempotency")
         if isinstance(record, IdempotencyRecord):
             c.execute(INSERT_IDEMPOTENCY.format(p="?"), record.row(ids[-1] if ids else None))
@@ -103,7 +106,7 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
                  events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         self._group = GroupCommitter(self._write_batch)
-        self._insert_statements: dict[int, Composable] = {}
+        self._insert_statements: dict[tuple[int, bool], Composable] = {}
         self._lock_statement = SQL("LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE").format(
             schema=Identifier(datastore.schema), table=Identifier(events_table_name))
         schema, table = Identifier(datastore.schema), Identifier(events_table_name)
@@ -161,6 +164,10 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         for append in batch:
             parts.append(self._insert_rows(len(append.events)))
             params.extend(_row_params(append.events))
+            also = append.side.get("also")
+            if also:  # rows committed with these, whose ids nobody waits for
+                parts.append(self._insert_rows(len(also), returning=False))
+                params.extend(_row_params(also))
             record = append.side.get("idempotency")
             if isinstance(record, IdempotencyRecord):
                 last = append.events[-1]
@@ -187,16 +194,17 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
             ordered = sorted(rows, key=lambda r: r["originator_version"])
             append.ids = [row["notification_id"] for row in ordered]
 
-    def _insert_rows(self, count: int) -> Composable:
-        statement = self._insert_statements.get(count)
+    def _insert_rows(self, count: int, returning: bool = True) -> Composable:
+        statement = self._insert_statements.get((count, returning))
         if statement is None:
             statement = SQL("INSERT INTO {schema}.{table} (originator_id, originator_version, "
-                            "topic, state) VALUES {rows} RETURNING originator_version, "
-                            "notification_id").format(
+                            "topic, state) VALUES {rows}{returning}").format(
                 schema=Identifier(self.datastore.schema),
                 table=Identifier(self.events_table_name),
-                rows=SQL(", ").join([SQL("(%s, %s, %s, %s)")] * count))
-            self._insert_statements[count] = statement
+                rows=SQL(", ").join([SQL("(%s, %s, %s, %s)")] * count),
+                returning=SQL(" RETURNING originator_version, notification_id" if returning
+                              else ""))
+            self._insert_statements[(count, returning)] = statement
         return statement
 
 

@@ -8,7 +8,8 @@ nothing but the public key.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api.deps import require
 from api.problems import Problem
+from audit.access import AccessLog
 from audit.bundle import BundleError, Decode, build_bundle
 from audit.ledger import EventRows, LeafNotFound, Ledger
 from audit.signing import TreeHead
@@ -129,6 +131,50 @@ def consistency(ledger: LedgerDep, _: Auditor, first: Annotated[int, Query(ge=1)
             "path": [p.hex() for p in ledger.consistency(first, second)],
             "first_tree_head": heads[first].as_json(),
             "second_tree_head": heads[second].as_json()}
+
+
+@router.get("/access-log")
+def access_log(request: Request, _: Auditor,
+               participant: UUID | None = None, actor: str | None = None,
+               since: Annotated[datetime | None, Query(alias="from")] = None,
+               until: Annotated[datetime | None, Query(alias="to")] = None,
+               action: Literal["read", "write", "denied", "failed", "disclosure"] | None = None,
+               limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+               cursor: str | None = None) -> dict[str, Any]:
+    """Who read or wrote which record, when, how and from where, in log order; `from` and
+    `to` bound the time (`to` exclusive); `cursor` is the previous page's `next_cursor`."""
+    for name, value in (("from", since), ("to", until)):
+        if value is not None and value.tzinfo is None:
+            raise Problem(422, "validation", "Invalid request",
+                          f"{name}: give a time zone (for example Z)",
+                          errors=[{"field": name, "message": "a time zone is required"}])
+    after = _access_cursor(cursor)
+    log: AccessLog = request.app.state.access_log
+    log.catch_up()  # the entries of requests answered a moment ago
+    if participant is not None:
+        request.state.accessed = [str(participant)]  # reading who read a record is logged
+    items = log.query(participant=str(participant) if participant else None, actor=actor,
+                      since=since, until=until, action=action, after=after, limit=limit + 1)
+    more = len(items) > limit
+    items = items[:limit]
+    next_cursor = f"{items[-1]['position']}:{items[-1]['participant']}" if more else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def _access_cursor(cursor: str | None) -> tuple[int, str]:
+    if cursor is None:
+        return 0, ""
+    position, _, participant = cursor.partition(":")
+    try:
+        value = int(position)
+        UUID(participant)
+        if not 0 <= value < 2 ** 62:
+            raise ValueError
+    except ValueError:
+        raise Problem(422, "validation", "Invalid request", "cursor: not a cursor of this list",
+                      errors=[{"field": "cursor", "message": "not a cursor of this list"}]
+                      ) from None
+    return value, participant
 
 
 @router.get("/participants/{participant_id}/bundle")

@@ -76,7 +76,7 @@ def _admit(writer: Writer, body: s.AdmissionIn, policy: ProgramPolicy) -> JSONRe
 
 
 @router.get("", dependencies=[ReadYourWrites])
-def list_caseload(services: ServicesDep, caller: Reader,
+def list_caseload(request: Request, services: ServicesDep, caller: Reader,
                   facility: str | None = None, unit: str | None = None,
                   counselor_id: str | None = None, stage: str | None = None,
                   flag: Annotated[list[FlagName] | None, Query()] = None,
@@ -105,6 +105,7 @@ def list_caseload(services: ServicesDep, caller: Reader,
         except ParticipantErased:
             continue  # erased a moment ago; the view drops the row on its next batch
         items.append(caseload_item(row, personal, today))
+    request.state.accessed = [row["participant_id"] for row in rows[:limit]]  # access log
     if len(rows) <= limit:
         return {"items": items, "next_cursor": None}
     last = rows[limit - 1]

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from audit.access import ACCESS_TOPIC
 from tests.e2e.people import synthetic_admission
 
 PROBLEM = "application/problem+json"
@@ -54,7 +55,12 @@ def in_days(days: int) -> str:
 
 
 def log_position(api: Any) -> int | None:
-    return api.services.ledger.recorder.max_notification_id()
+    """The last position of a record's event: the access log's own entries (a refused
+    attempt is logged, as who tried what) are not facts of anyone's record."""
+    column = "notification_id" if api.services.settings.uses_postgres else "rowid"
+    row = api.services.store.fetch_one(
+        f"SELECT MAX({column}) AS head FROM tcledger_events WHERE topic <> ?", (ACCESS_TOPIC,))
+    return row["head"]
 
 
 def etag(api: Any, pid: str) -> str:
@@ -652,7 +658,7 @@ def test_the_same_key_and_body_replays_the_first_answer(api, pid):
     first = _post_with_key(api, path, GRANT, "key-grant-1")
     assert first.status_code == 201, first.text
     after_first = log_position(api)
-    assert after_first == (before or 0) + 1  # one PrivilegeGranted
+    assert after_first == first.json()["position"] > (before or 0)  # one PrivilegeGranted
     tag = etag(api, pid)
     again = _post_with_key(api, path, GRANT, "key-grant-1")
     assert again.status_code == 200, again.text

@@ -1,0 +1,203 @@
+"""The access log: who read or wrote which participant's record, when, how and from where.
+
+Each entry is an event of its own (a stream of one, so writers never contend) in the same
+event table as the records: append-only under the same trigger, encrypted under the
+access log's system key, and a leaf of the ledger like every other event. A command's
+entry is committed in the same transaction as the command's events; a read's entry is
+committed before the read is answered (a read whose entry cannot be written is refused).
+An index table, kept by a follower of the log like a view, serves the auditors' filters
+and can be rebuilt from the entries.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.domain import DomainEvent
+from eventsourcing.persistence import Mapper, OperationalError, StoredEvent
+from eventsourcing.utils import get_topic
+
+from infra.sql import SqlStore
+
+ACTIONS = ("read", "write", "denied", "failed", "disclosure")
+
+TABLES = (
+    "CREATE TABLE IF NOT EXISTS tcledger_access_log ("
+    " position BIGINT NOT NULL, participant_id TEXT NOT NULL, at TEXT NOT NULL,"
+    " actor_id TEXT NOT NULL, role TEXT NOT NULL, facility TEXT, action TEXT NOT NULL,"
+    " method TEXT NOT NULL, route TEXT NOT NULL, status INTEGER NOT NULL,"
+    " request_id TEXT NOT NULL, remote TEXT, recipient TEXT,"
+    " PRIMARY KEY (position, participant_id))",
+    "CREATE INDEX IF NOT EXISTS tcledger_access_log_participant"
+    " ON tcledger_access_log (participant_id, position)",
+    "CREATE INDEX IF NOT EXISTS tcledger_access_log_actor"
+    " ON tcledger_access_log (actor_id, position)",
+    "CREATE INDEX IF NOT EXISTS tcledger_access_log_at ON tcledger_access_log (at)",
+    "CREATE TABLE IF NOT EXISTS tcledger_access_log_position ("
+    " name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
+)
+
+
+@dataclass(frozen=True)
+class AccessRecorded(DomainEvent):
+    """One request's access to one or more participants' records."""
+
+    participant_ids: list[str]
+    actor_id: str
+    role: str
+    facility: str | None
+    action: str
+    method: str
+    route: str
+    status: int
+    request_id: str
+    remote: str | None
+    recipient: str | None = None  # for a disclosure: the outside system that received it
+
+
+ACCESS_TOPIC = get_topic(AccessRecorded)
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a request did to which records, before it is an event."""
+
+    participant_ids: Sequence[str]
+    actor_id: str
+    role: str
+    facility: str | None
+    action: str
+    method: str
+    route: str
+    status: int
+    request_id: str
+    remote: str | None
+    recipient: str | None = None
+
+    def event(self) -> AccessRecorded:
+        return AccessRecorded(
+            originator_id=uuid4(), originator_version=1, timestamp=datetime.now(UTC),
+            participant_ids=[str(p) for p in self.participant_ids], actor_id=self.actor_id,
+            role=self.role, facility=self.facility, action=self.action, method=self.method,
+            route=self.route, status=self.status, request_id=self.request_id,
+            remote=self.remote, recipient=self.recipient)
+
+
+class AccessLog:
+    """Writes access entries (through the event recorder, so that they are ledger leaves)
+    and keeps the index the auditors query."""
+
+    NAME = "access-log"
+
+    def __init__(self, store: SqlStore, recorder: Any, mapper: Mapper[UUID]) -> None:
+        self.store = store
+        self.recorder = recorder
+        self.mapper = mapper
+        self._lock = threading.Lock()
+        with store.transaction() as cur:
+            for statement in TABLES:
+                cur.execute(statement)
+            cur.execute(store.sql("SELECT name FROM tcledger_access_log_position WHERE name = ?"),
+                        (self.NAME,))
+            if cur.fetchone() is None:
+                cur.execute(store.sql("INSERT INTO tcledger_access_log_position (name, position)"
+                                      " VALUES (?, 0)"), (self.NAME,))
+
+    def stored(self, access: Access) -> StoredEvent:
+        """The encrypted entry, for a caller that commits it with its own events."""
+        return self.mapper.to_stored_event(access.event())
+
+    def record(self, access: Access) -> int:
+        """Commits one entry now; returns its log position."""
+        ids = self.recorder.insert_events([self.stored(access)])
+        return int(ids[-1]) if ids else 0
+
+    # --- the index ----------------------------------------------------------------------
+
+    def position(self) -> int:
+        row = self.store.fetch_one("SELECT position FROM tcledger_access_log_position"
+                                   " WHERE name = ?", (self.NAME,))
+        return int(row["position"]) if row else 0
+
+    def catch_up(self, batch: int = 1000) -> int:
+        total = 0
+        with self._lock:
+            while True:
+                try:
+                    done = self._index(batch)
+                except OperationalError as exc:
+                    if "locked" in str(exc):
+                        return total  # SQLite: another indexer is writing
+                    raise
+                total += done
+                if done < batch:
+                    return total
+
+    def _index(self, batch: int) -> int:
+        after = self.position()
+        notes = self.recorder.select_notifications(
+            start=after, limit=batch, topics=[ACCESS_TOPIC], inclusive_of_start=False)
+        if not notes:
+            return 0
+        rows: list[tuple[Any, ...]] = []
+        for note in notes:
+            event = self.mapper.to_domain_event(StoredEvent(
+                note.originator_id, note.originator_version, note.topic, note.state))
+            assert isinstance(event, AccessRecorded)
+            for pid in dict.fromkeys(event.participant_ids):
+                rows.append((note.id, pid, event.timestamp.isoformat(), event.actor_id,
+                             event.role, event.facility, event.action, event.method,
+                             event.route, event.status, event.request_id, event.remote,
+                             event.recipient))
+        lock = " FOR UPDATE" if self.store.postgres else ""
+        with self.store.transaction() as cur:
+            cur.execute(self.store.sql("UPDATE tcledger_access_log_position SET position ="
+                                       " position WHERE name = ?"), (self.NAME,))
+            cur.execute(self.store.sql("SELECT position FROM tcledger_access_log_position"
+                                       " WHERE name = ?" + lock), (self.NAME,))
+            if int(cur.fetchone()["position"]) != after:
+                return 0  # another indexer got there first
+            if rows:
+                cur.executemany(self.store.sql(
+                    "INSERT INTO tcledger_access_log (position, participant_id, at, actor_id,"
+                    " role, facility, action, method, route, status, request_id, remote,"
+                    " recipient) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), rows)
+            cur.execute(self.store.sql("UPDATE tcledger_access_log_position SET position = ?"
+                                       " WHERE name = ?"), (notes[-1].id, self.NAME))
+        return len(notes)
+
+    def query(self, *, participant: str | None = None, actor: str | None = None,
+              since: datetime | None = None, until: datetime | None = None,
+              action: str | None = None, after: tuple[int, str] = (0, ""), limit: int = 100
+              ) -> list[dict[str, Any]]:
+        """Entries in log order, one per participant an entry names; keyset pages after
+        (position, participant)."""
+        where: list[str] = ["(position > ? OR (position = ? AND participant_id > ?))"]
+        params: list[Any] = [after[0], after[0], after[1]]
+        for column, value in (("participant_id", participant), ("actor_id", actor),
+                              ("action", action)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(since.astimezone(UTC).isoformat())
+        if until is not None:
+            where.append("at < ?")
+            params.append(until.astimezone(UTC).isoformat())
+        rows = self.store.fetch_all(
+            "SELECT position, participant_id, at, actor_id, role, facility, action, method,"
+            " route, status, request_id, remote, recipient FROM tcledger_access_log WHERE "
+            + " AND ".join(where) + " ORDER BY position, participant_id LIMIT ?",
+            [*params, limit])
+        return [{"position": int(r["position"]), "participant": r["participant_id"],
+                 "at": r["at"], "actor": r["actor_id"], "role": r["role"],
+                 "facility": r["facility"], "action": r["action"],
+                 "what": f"{r['method']} {r['route']}", "status": int(r["status"]),
+                 "request_id": r["request_id"], "from": r["remote"],
+                 **({"recipient": r["recipient"]} if r["recipient"] else {})} for r in rows]
