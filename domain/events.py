@@ -5,7 +5,8 @@ Every event carries who recorded it (actor and role), when it happened in the pr
 where it came from (`source`) and the correlation/causation ids of the request.
 `evolve` folds an event into a ParticipantState and must stay a pure function of the
 event and the state: corrections refold the whole history through it.
-`correctable` names the fields an `EntryCorrected` may change.
+`correctable` names the fields an `EntryCorrected` may change; `derived` the fields a
+command derived from others, which a correction re-derives instead (see `domain.amendment`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class ParticipantEvent(Aggregate.Event):
 
     requires_reason: ClassVar[bool] = True
     correctable: ClassVar[frozenset[str]] = frozenset()
+    derived: ClassVar[dict[str, str]] = {}
     voidable: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
@@ -52,6 +54,12 @@ class ParticipantEvent(Aggregate.Event):
     @property
     def effective_on(self) -> date:
         return self.effective_at.date()
+
+    @classmethod
+    def upcast_changes(cls, changes: dict[str, Any]) -> dict[str, Any]:
+        """A stored correction's changes in this class's current field names: a correction
+        recorded against an older version of the class names the fields it had then."""
+        return changes
 
 
 # --- admission -------------------------------------------------------------------------
@@ -267,7 +275,8 @@ class InfractionRecorded(ParticipantEvent):
     reporter_kind: str
     reporter_id: str | None
 
-    correctable = frozenset({"code", "rule_class", "observed_at", "description"})
+    correctable = frozenset({"code", "observed_at", "description"})
+    derived = {"rule_class": "code"}
 
     def evolve(self, s: ParticipantState) -> None:
         s.infractions[self.infraction_id] = {
@@ -415,8 +424,9 @@ class Discharged(ParticipantEvent):
     reinstatement_eligible_on: date | None
     aftercare_referral: str | None
 
-    correctable = frozenset({"discharge_type", "category", "successful",
-                             "reinstatement_eligible_on", "aftercare_referral"})
+    correctable = frozenset({"discharge_type", "reinstatement_eligible_on",
+                             "aftercare_referral"})
+    derived = {"category": "discharge_type", "successful": "discharge_type"}
 
     def evolve(self, s: ParticipantState) -> None:
         s.status = "discharged"

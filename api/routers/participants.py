@@ -365,8 +365,8 @@ async def correct(participant_id: ParticipantId, body: s.CorrectionIn, request: 
                 raise Problem(422, "validation", "Invalid request",
                               "changes: a void takes no changes",
                               errors=[{"field": "changes", "message": "a void takes no changes"}])
-            p.void_entry(by=writer.by, version=body.supersedes_version, at=writer.by.now,
-                         reason=body.reason)
+            p.void_entry(policy, by=writer.by, version=body.supersedes_version,
+                         at=writer.by.now, reason=body.reason)
         else:
             p.correct_entry(policy, by=writer.by, version=body.supersedes_version,
                             changes=body.changes, at=writer.by.now, reason=body.reason)
