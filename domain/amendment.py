@@ -63,14 +63,19 @@ AFTER_DISCHARGE = (ev.ConsentGiven, ev.ConsentRevoked, ev.DisclosureMade,
 # --- reading a history -----------------------------------------------------------------
 
 def amendments(history: History) -> tuple[set[int], Changes]:
-    """The versions voided, and the accumulated field changes of each corrected version."""
+    """The versions voided, and the accumulated field changes of each corrected version.
+    `history` is a whole stream: the entry of version v stands at index v - 1."""
     voided: set[int] = set()
     changes: Changes = {}
     for e in history:
         if isinstance(e, ev.EntryVoided):
             voided.add(e.supersedes_version)
         elif isinstance(e, ev.EntryCorrected):
-            changes.setdefault(e.supersedes_version, {}).update(e.changes)
+            # Upcast each correction before the next one lands on it: a later correction in
+            # today's field names must win over an earlier one in a field's older name.
+            target = type(history[e.supersedes_version - 1])
+            changes.setdefault(e.supersedes_version, {}).update(
+                target.upcast_changes(e.changes))
     return voided, changes
 
 
@@ -82,7 +87,7 @@ def live_entries(history: History, voided: set[int],
         if e.originator_version in voided or isinstance(e, ev.EntryCorrected | ev.EntryVoided):
             continue
         if e.originator_version in changes:
-            e = dataclasses.replace(e, **type(e).upcast_changes(changes[e.originator_version]))
+            e = dataclasses.replace(e, **changes[e.originator_version])
         live.append(e)
     return live
 

@@ -388,19 +388,39 @@ class ResultConfirmed(ParticipantEvent):
 
 
 class ResultReviewed(ParticipantEvent):
-    """A medical review officer's review: a positive explained by prescribed medication or MAT."""
+    """A medical review officer's review: a positive explained by prescribed medication or MAT.
+
+    Version 2 names every medication the review found (an MRO often finds more than one
+    prescription behind a positive: buprenorphine and a benzodiazepine, say); version 1 held
+    at most one, as `medication`. Stored version 1 entries are upcast when read, never
+    rewritten, and so are the changes of corrections recorded against them.
+    """
 
     specimen_id: str
     outcome: str
-    medication: str | None
+    medications: list[str]
     medication_assisted_treatment: bool
 
-    correctable = frozenset({"outcome", "medication", "medication_assisted_treatment"})
+    class_version = 2
+    correctable = frozenset({"outcome", "medications", "medication_assisted_treatment"})
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        medication = state.pop("medication", None)
+        state["medications"] = [medication] if medication else []
+
+    @classmethod
+    def upcast_changes(cls, changes: dict[str, Any]) -> dict[str, Any]:
+        if "medication" not in changes:
+            return changes
+        upcast = dict(changes)
+        cls.upcast_v1_v2(upcast)
+        return upcast
 
     def evolve(self, s: ParticipantState) -> None:
         if self.specimen_id in s.specimens:
             s.specimens[self.specimen_id]["review"] = {
-                "outcome": self.outcome, "medication": self.medication,
+                "outcome": self.outcome, "medications": list(self.medications),
                 "medication_assisted_treatment": self.medication_assisted_treatment,
                 "reviewed_on": self.effective_on.isoformat()}
 

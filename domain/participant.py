@@ -437,7 +437,7 @@ class Participant(Aggregate):
                            substances=checked)
 
     def review_result(self, *, by: Provenance, specimen_id: str, outcome: str, at: datetime,
-                      reason: str, medication: str | None = None,
+                      reason: str, medications: list[str] | None = None,
                       medication_assisted_treatment: bool = False) -> None:
         self._active_at(at, by)
         specimen = self._specimen(specimen_id)
@@ -447,7 +447,8 @@ class Participant(Aggregate):
         if outcome not in REVIEW_OUTCOMES:
             raise InvalidValue("outcome", f"expected one of {REVIEW_OUTCOMES}")
         self.trigger_event(ev.ResultReviewed, **by.event_fields(reason, at),
-                           specimen_id=specimen_id, outcome=outcome, medication=medication,
+                           specimen_id=specimen_id, outcome=outcome,
+                           medications=_medications(medications or [], "medications"),
                            medication_assisted_treatment=medication_assisted_treatment)
 
     def dispute_result(self, *, by: Provenance, specimen_id: str, grounds: str, at: datetime,
@@ -716,6 +717,12 @@ def _not_future(at: datetime, by: Provenance, name: str) -> None:
         raise InvalidValue(name, "must not be in the future")
 
 
+def _medications(names: list[str], field: str) -> list[str]:
+    if not all(isinstance(n, str) and n.strip() for n in names):
+        raise InvalidValue(field, "each medication is a non-empty name")
+    return list(dict.fromkeys(n.strip() for n in names))
+
+
 def _check_corrected_code(policy: ProgramPolicy, kind: type, name: str, value: Any) -> Any:
     """Checks a corrected value against its catalogue; returns it as the command stores it."""
     by_event: dict[tuple[type, str], Any] = {
@@ -734,5 +741,7 @@ def _check_corrected_code(policy: ProgramPolicy, kind: type, name: str, value: A
         raise InvalidValue(f"changes.{name}", f"unknown value {value!r}")
     if name == "substances":
         return checked_substances(policy, value, "changes.substances")
+    if name == "medications":
+        return _medications(value, "changes.medications")
     return value
 

@@ -299,7 +299,7 @@ async def review_result(participant_id: ParticipantId, specimen_id: str, body: s
     return await writer.run(participant_id, lambda p, policy: p.review_result(
         by=writer.by, specimen_id=specimen_id, outcome=body.outcome,
         at=effective(body.effective_on, writer.by), reason=body.reason,
-        medication=body.medication,
+        medications=[*body.medications, *([body.medication] if body.medication else [])],
         medication_assisted_treatment=body.medication_assisted_treatment))
 
 
