@@ -299,7 +299,7 @@ def _check_admission(e: ev.ParticipantAdmitted) -> None:
     for kind, ident in e.external_ids.items():
         if not kind or not isinstance(ident, dict) \
                 or not isinstance(ident.get("value"), str) or not ident["value"].strip() \
-                or not all(isinstance(v, str) for v in ident.values()):
+                or not all(isinstance(v, str | None) for v in ident.values()):
             raise InvalidValue(f"changes.external_ids.{kind}",
                                "expected {\"value\": ..., \"issuer\": ...} with a value")
     if "DOC" not in e.external_ids:
@@ -341,6 +341,9 @@ def _check_sanction_grades(policy: ProgramPolicy, e: ev.InfractionRecorded,
 
 
 def _check_consent(e: ev.ConsentGiven, later: list[ev.ParticipantEvent]) -> None:
+    # Unlike a new consent, a corrected expiry may lie in the past (the consent may have
+    # lapsed since); what it may not do is leave a disclosure made under it uncovered:
+    # that would turn a lawful disclosure into an unlawful one by a stroke of the pen.
     if e.expires_on is None and not e.expiry_event:
         raise InvalidValue("changes.expires_on", "a consent needs an expiry date or event")
     for d in later:

@@ -557,8 +557,10 @@ def test_admission_corrections_keep_the_admission_rules(
         admitted.correct_entry(policy, by=by, version=1, changes=changes, at=by.now,
                                reason="x")
     correct(admitted, policy, by, 1, external_ids={
-        "DOC": {"value": "SYN-000124", "issuer": "SYN-DOC"}, "SID": {"value": "SYN-9"}})
+        "DOC": {"value": "SYN-000124", "issuer": "SYN-DOC"},
+        "SID": {"value": "SYN-9", "issuer": None}})  # as the API stores an id with no issuer
     assert admitted.state.external_ids["DOC"]["value"] == "SYN-000124"
+    correct(admitted, policy, by, 1, family_name="Resident 3")  # the ids stay acceptable
 
 
 def test_entries_referred_to_by_later_ones_are_voided_last(
