@@ -6,6 +6,7 @@ integration logs and tickets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -13,8 +14,10 @@ from eventsourcing.persistence import RecordConflictError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import schemas
 from domain.errors import (
     InvalidValue,
     NotFound,
@@ -68,6 +71,31 @@ def unauthenticated(request: Request) -> JSONResponse | None:
                             headers={"WWW-Authenticate": 'Bearer realm="tcledger"'})
 
 
+LOCATIONS = ("body", "query", "path", "header", "cookie")
+# pydantic names the branch of a union it tried (`SubstanceIn`, `constrained-str`) in the
+# error's location; that is how the schema is built, not where the caller's value was.
+_MODELS = frozenset(name for name, value in vars(schemas).items()
+                    if isinstance(value, type) and issubclass(value, BaseModel))
+_SCALAR_TAGS = frozenset({"str", "int", "float", "bool", "bytes", "date", "datetime", "none",
+                          "constrained-str", "constrained-int", "constrained-float"})
+
+
+def field_path(loc: Sequence[str | int]) -> str:
+    """One format for every `errors[].field`, whoever found the error: the value's JSON path
+    in the body (`substances[0].code`, `external_ids.SID.value`, as the domain names its
+    fields), or the parameter's name (`limit`, `participant_id`)."""
+    parts = list(loc[1:] if loc and loc[0] in LOCATIONS else loc)
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in _MODELS or part in _SCALAR_TAGS or "[" in part:
+            continue
+        else:
+            path += f".{part}" if path else part
+    return path or "body"
+
+
 def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     refused = unauthenticated(request)
@@ -78,9 +106,10 @@ def _validation(request: Request, exc: Exception) -> JSONResponse:
         if error.get("type") == "json_invalid":
             return problem_response(400, "malformed-json", "Malformed JSON",
                                     "the request body is not valid JSON")
-        location = [str(p) for p in error.get("loc", ()) if p != "body"]
         # Never echo the offending value back: it may be a name or a DOC number.
-        errors.append({"field": ".".join(location) or "body", "message": error.get("msg", "")})
+        found = {"field": field_path(error.get("loc", ())), "message": error.get("msg", "")}
+        if found not in errors:  # each branch of a union reports the same miss
+            errors.append(found)
     return problem_response(422, "validation", "Invalid request",
                             "; ".join(f"{e['field']}: {e['message']}" for e in errors),
                             errors=errors)

@@ -158,7 +158,9 @@ class ConfirmationIn(Body):
 
 class ReviewIn(Body):
     outcome: Literal["explained", "not-explained"]
-    medication: Name | None = None
+    medications: list[Name] = Field(default_factory=list, max_length=20)
+    medication: Name | None = Field(default=None, description="one medication; kept for "
+                                    "callers from before `medications`")
     medication_assisted_treatment: StrictBool = False
     effective_on: PastDate | None = None
     reason: Reason

@@ -5,7 +5,8 @@ Every event carries who recorded it (actor and role), when it happened in the pr
 where it came from (`source`) and the correlation/causation ids of the request.
 `evolve` folds an event into a ParticipantState and must stay a pure function of the
 event and the state: corrections refold the whole history through it.
-`correctable` names the fields an `EntryCorrected` may change.
+`correctable` names the fields an `EntryCorrected` may change; `derived` the fields a
+command derived from others, which a correction re-derives instead (see `domain.amendment`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class ParticipantEvent(Aggregate.Event):
 
     requires_reason: ClassVar[bool] = True
     correctable: ClassVar[frozenset[str]] = frozenset()
+    derived: ClassVar[dict[str, str]] = {}
     voidable: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
@@ -52,6 +54,12 @@ class ParticipantEvent(Aggregate.Event):
     @property
     def effective_on(self) -> date:
         return self.effective_at.date()
+
+    @classmethod
+    def upcast_changes(cls, changes: dict[str, Any]) -> dict[str, Any]:
+        """A stored correction's changes in this class's current field names: a correction
+        recorded against an older version of the class names the fields it had then."""
+        return changes
 
 
 # --- admission -------------------------------------------------------------------------
@@ -267,7 +275,8 @@ class InfractionRecorded(ParticipantEvent):
     reporter_kind: str
     reporter_id: str | None
 
-    correctable = frozenset({"code", "rule_class", "observed_at", "description"})
+    correctable = frozenset({"code", "observed_at", "description"})
+    derived = {"rule_class": "code"}
 
     def evolve(self, s: ParticipantState) -> None:
         s.infractions[self.infraction_id] = {
@@ -379,19 +388,39 @@ class ResultConfirmed(ParticipantEvent):
 
 
 class ResultReviewed(ParticipantEvent):
-    """A medical review officer's review: a positive explained by prescribed medication or MAT."""
+    """A medical review officer's review: a positive explained by prescribed medication or MAT.
+
+    Version 2 names every medication the review found (an MRO often finds more than one
+    prescription behind a positive: buprenorphine and a benzodiazepine, say); version 1 held
+    at most one, as `medication`. Stored version 1 entries are upcast when read, never
+    rewritten, and so are the changes of corrections recorded against them.
+    """
 
     specimen_id: str
     outcome: str
-    medication: str | None
+    medications: list[str]
     medication_assisted_treatment: bool
 
-    correctable = frozenset({"outcome", "medication", "medication_assisted_treatment"})
+    class_version = 2
+    correctable = frozenset({"outcome", "medications", "medication_assisted_treatment"})
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        medication = state.pop("medication", None)
+        state["medications"] = [medication] if medication else []
+
+    @classmethod
+    def upcast_changes(cls, changes: dict[str, Any]) -> dict[str, Any]:
+        if "medication" not in changes:
+            return changes
+        upcast = dict(changes)
+        cls.upcast_v1_v2(upcast)
+        return upcast
 
     def evolve(self, s: ParticipantState) -> None:
         if self.specimen_id in s.specimens:
             s.specimens[self.specimen_id]["review"] = {
-                "outcome": self.outcome, "medication": self.medication,
+                "outcome": self.outcome, "medications": list(self.medications),
                 "medication_assisted_treatment": self.medication_assisted_treatment,
                 "reviewed_on": self.effective_on.isoformat()}
 
@@ -415,8 +444,9 @@ class Discharged(ParticipantEvent):
     reinstatement_eligible_on: date | None
     aftercare_referral: str | None
 
-    correctable = frozenset({"discharge_type", "category", "successful",
-                             "reinstatement_eligible_on", "aftercare_referral"})
+    correctable = frozenset({"discharge_type", "reinstatement_eligible_on",
+                             "aftercare_referral"})
+    derived = {"category": "discharge_type", "successful": "discharge_type"}
 
     def evolve(self, s: ParticipantState) -> None:
         s.status = "discharged"

@@ -9,24 +9,30 @@ history with the superseded entry changed or left out.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, get_type_hints
 
 from eventsourcing.domain import Aggregate
 
 from domain import events as ev
+from domain.amendment import amendments, fold_entries, live_entries, plan_correction, plan_void
 from domain.coercion import coerce_changes
+from domain.drug_tests import (
+    RESULTS,
+    REVIEW_OUTCOMES,
+    VALIDITIES,
+    VALIDITY_OF_RESULT,
+    checked_substances,
+    disagreement,
+)
 from domain.errors import InvalidValue, NotFound, RuleViolation
 from domain.policy import DISCHARGE_CATEGORIES, ProgramPolicy
 from domain.provenance import CLOCK_SKEW, Provenance, new_id
 from domain.state import ParticipantState
 
-RESULTS = ("negative", "positive", "dilute", "invalid", "refused", "tampered")
-VALIDITY_OF_RESULT = {"negative": "valid", "positive": "valid", "dilute": "dilute",
-                      "invalid": "invalid", "refused": "refused", "tampered": "adulterated"}
-VALIDITIES = ("valid", "dilute", "substituted", "adulterated", "invalid", "refused")
-REVIEW_OUTCOMES = ("explained", "not-explained")
+__all__ = ["RESULTS", "REVIEW_OUTCOMES", "VALIDITIES", "VALIDITY_OF_RESULT", "Participant",
+           "fold"]
+
 REPORTER_KINDS = ("staff", "peer")
 CONSENT_CATEGORIES = ("admission-and-status", "stage-progress", "sanctions", "drug-tests",
                       "discharge", "treatment-participation", "aftercare")
@@ -36,21 +42,7 @@ REDISCLOSURE_NOTICE = ("42 CFR part 2 prohibits unauthorized use or disclosure o
 
 def fold(history: list[ev.ParticipantEvent]) -> ParticipantState:
     """The state that a history shows, with corrections applied and voided entries left out."""
-    voided: set[int] = set()
-    changes: dict[int, dict[str, Any]] = {}
-    for e in history:
-        if isinstance(e, ev.EntryVoided):
-            voided.add(e.supersedes_version)
-        elif isinstance(e, ev.EntryCorrected):
-            changes.setdefault(e.supersedes_version, {}).update(e.changes)
-    state = ParticipantState()
-    for e in history:
-        if e.originator_version in voided or isinstance(e, ev.EntryCorrected | ev.EntryVoided):
-            continue
-        if e.originator_version in changes:
-            e = dataclasses.replace(e, **changes[e.originator_version])
-        e.evolve(state)
-    return state
+    return fold_entries(live_entries(history, *amendments(history)))
 
 
 class Participant(Aggregate):
@@ -414,11 +406,10 @@ class Participant(Aggregate):
             raise InvalidValue("validity", f"expected one of {VALIDITIES}")
         if resulted_at < datetime.fromisoformat(specimen["collected_at"]):
             raise InvalidValue("resulted_at", "must not be before the collection time")
-        checked = _substances(policy, substances, "substances")
-        if result == "positive" and not checked:
-            raise InvalidValue("substances", "a positive result names at least one substance")
-        if result != "positive" and checked:
-            raise InvalidValue("substances", f"a {result} result names no substance")
+        checked = checked_substances(policy, substances, "substances")
+        problem = disagreement(result, checked)
+        if problem is not None:
+            raise InvalidValue(*problem)
         self.trigger_event(ev.TestResulted, **by.event_fields(reason, resulted_at),
                            specimen_id=specimen_id, result=result,
                            validity=validity or VALIDITY_OF_RESULT[result],
@@ -438,7 +429,7 @@ class Participant(Aggregate):
         if method not in policy.drug_tests.confirmation_methods:
             raise InvalidValue("method",
                                f"expected one of {policy.drug_tests.confirmation_methods}")
-        checked = _substances(policy, substances, "substances")
+        checked = checked_substances(policy, substances, "substances")
         if confirmed and not checked:
             raise InvalidValue("substances", "a confirmed positive names its substances")
         self.trigger_event(ev.ResultConfirmed, **by.event_fields(reason, at),
@@ -446,7 +437,7 @@ class Participant(Aggregate):
                            substances=checked)
 
     def review_result(self, *, by: Provenance, specimen_id: str, outcome: str, at: datetime,
-                      reason: str, medication: str | None = None,
+                      reason: str, medications: list[str] | None = None,
                       medication_assisted_treatment: bool = False) -> None:
         self._active_at(at, by)
         specimen = self._specimen(specimen_id)
@@ -456,7 +447,8 @@ class Participant(Aggregate):
         if outcome not in REVIEW_OUTCOMES:
             raise InvalidValue("outcome", f"expected one of {REVIEW_OUTCOMES}")
         self.trigger_event(ev.ResultReviewed, **by.event_fields(reason, at),
-                           specimen_id=specimen_id, outcome=outcome, medication=medication,
+                           specimen_id=specimen_id, outcome=outcome,
+                           medications=_medications(medications or [], "medications"),
                            medication_assisted_treatment=medication_assisted_treatment)
 
     def dispute_result(self, *, by: Provenance, specimen_id: str, grounds: str, at: datetime,
@@ -544,6 +536,10 @@ class Participant(Aggregate):
         target = self._amendable(version)
         if not changes:
             raise InvalidValue("changes", "name at least one field to correct")
+        for name in changes:
+            if name in target.derived:
+                raise InvalidValue(f"changes.{name}", f"follows from {target.derived[name]}; "
+                                   "correct that and it is derived again from the policy")
         allowed = set(target.correctable) | ({"effective_at"} if target.voidable else set())
         typed = coerce_changes(type(target), changes, allowed, get_type_hints(type(target)))
         for name, value in typed.items():
@@ -552,16 +548,31 @@ class Participant(Aggregate):
                 _not_future(value, by, f"changes.{name}")
                 self._recorded_at(value, by)
         self.trigger_event(ev.EntryCorrected, **by.event_fields(reason, at),
-                           supersedes_version=version, changes=typed)
+                           supersedes_version=version,
+                           changes=plan_correction(policy, self.history, version, typed))
 
-    def void_entry(self, *, by: Provenance, version: int, at: datetime, reason: str) -> None:
+    def void_entry(self, policy: ProgramPolicy | None = None, *, by: Provenance, version: int,
+                   at: datetime, reason: str) -> None:
+        """Leaves an entry out of the record, with what it caused in the same command.
+
+        Voiding a stage decision revokes, in the same transaction, the privileges the stage
+        the record returns to does not allow (as a regression does). The policy is optional
+        only for callers that predate that rule: without it such a void is refused."""
         self._recorded_at(at, by)
         target = self._amendable(version)
         if not target.voidable:
             raise RuleViolation("entry-not-voidable",
                                 f"a {type(target).__name__} cannot be voided; correct it")
-        self.trigger_event(ev.EntryVoided, **by.event_fields(reason, at),
-                           supersedes_version=version)
+        plan = plan_void(policy, self.history, version)
+        for superseded in plan.versions:
+            why = reason if superseded == version else f"voided with version {version}: {reason}"
+            self.trigger_event(ev.EntryVoided, **by.event_fields(why, at),
+                               supersedes_version=superseded)
+        cause = f"entry-voided:v{self.version - len(plan.versions) + 1}"
+        for privilege in plan.revoke:
+            self.trigger_event(ev.PrivilegeRevoked, **by.event_fields(
+                "not allowed in the stage the void returns to", at), privilege=privilege,
+                caused_by=cause)
 
     def request_amendment(self, *, by: Provenance, requested_change: str, at: datetime,
                           reason: str, target_version: int | None = None) -> str:
@@ -706,20 +717,10 @@ def _not_future(at: datetime, by: Provenance, name: str) -> None:
         raise InvalidValue(name, "must not be in the future")
 
 
-def _substances(policy: ProgramPolicy, items: list[dict[str, Any]],
-                name: str) -> list[dict[str, Any]]:
-    checked = []
-    for i, item in enumerate(items):
-        code = item.get("code")
-        substance = policy.drug_tests.substances.get(code) if isinstance(code, str) else None
-        if substance is None:
-            raise InvalidValue(f"{name}[{i}].code", f"unknown substance {code!r}")
-        level = item.get("level_ng_ml")
-        if level is not None and (not isinstance(level, int | float) or level < 0):
-            raise InvalidValue(f"{name}[{i}].level_ng_ml", "must be a number, zero or more")
-        checked.append({"code": substance.code, "level_ng_ml": level,
-                        "cutoff_ng_ml": substance.cutoff_ng_ml})
-    return checked
+def _medications(names: list[str], field: str) -> list[str]:
+    if not all(isinstance(n, str) and n.strip() for n in names):
+        raise InvalidValue(field, "each medication is a non-empty name")
+    return list(dict.fromkeys(n.strip() for n in names))
 
 
 def _check_corrected_code(policy: ProgramPolicy, kind: type, name: str, value: Any) -> Any:
@@ -739,6 +740,8 @@ def _check_corrected_code(policy: ProgramPolicy, kind: type, name: str, value: A
     if catalogue is not None and value not in catalogue:
         raise InvalidValue(f"changes.{name}", f"unknown value {value!r}")
     if name == "substances":
-        return _substances(policy, value, "changes.substances")
+        return checked_substances(policy, value, "changes.substances")
+    if name == "medications":
+        return _medications(value, "changes.medications")
     return value
 

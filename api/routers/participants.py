@@ -300,7 +300,7 @@ async def review_result(participant_id: ParticipantId, specimen_id: str, body: s
     return await writer.run(participant_id, lambda p, policy: p.review_result(
         by=writer.by, specimen_id=specimen_id, outcome=body.outcome,
         at=effective(body.effective_on, writer.by), reason=body.reason,
-        medication=body.medication,
+        medications=[*body.medications, *([body.medication] if body.medication else [])],
         medication_assisted_treatment=body.medication_assisted_treatment))
 
 
@@ -366,8 +366,8 @@ async def correct(participant_id: ParticipantId, body: s.CorrectionIn, request: 
                 raise Problem(422, "validation", "Invalid request",
                               "changes: a void takes no changes",
                               errors=[{"field": "changes", "message": "a void takes no changes"}])
-            p.void_entry(by=writer.by, version=body.supersedes_version, at=writer.by.now,
-                         reason=body.reason)
+            p.void_entry(policy, by=writer.by, version=body.supersedes_version,
+                         at=writer.by.now, reason=body.reason)
         else:
             p.correct_entry(policy, by=writer.by, version=body.supersedes_version,
                             changes=body.changes, at=writer.by.now, reason=body.reason)

@@ -162,7 +162,7 @@ def no_setup(api: Any, pid: str) -> None:
     ({"date_of_birth": "the first of May"}, "date_of_birth"),
     ({"date_of_birth": "1990-02-30"}, "date_of_birth"),
     ({"assessments": [{"instrument": "TCU Drug Screen 5", "score": "high"}]},
-     "assessments.0.score"),
+     "assessments[0].score"),
     ({"assessments": "TCU Drug Screen 5"}, "assessments"),
     ({"program_agreement_signed": "yes"}, "program_agreement_signed"),
     ({"facility": {"id": "F-NORTH"}}, "facility"),
@@ -253,7 +253,7 @@ def test_an_unknown_field_is_422_naming_it(api, pid):
     with writes_nothing(api):
         assessment = {"instrument": "TCU Drug Screen 5", "score": 3, "colour": "blue"}
         invalid(api.post("/participants", synthetic_admission(11, assessments=[assessment])),
-                "assessments.0.colour")
+                "assessments[0].colour")
     with writes_nothing(api, pid):
         # A misspelt field is an error, not silently ignored: the typo and the missing
         # field are both named.
@@ -327,7 +327,7 @@ def test_an_unknown_code_is_422_naming_the_field(api, pid, setup, path, make_bod
     with writes_nothing(api, pid):
         body = invalid(api.post(f"/participants/{pid}/{path}", make_body()))
         named = [e["field"] for e in body["errors"]]
-        # The domain names list items as substances[0].code, pydantic as substances.0.code.
+        # A list item is named as substances[0].code whoever refused it (api.problems).
         assert any(n == field or n.startswith((field + "[", field + ".")) for n in named), named
 
 
@@ -407,14 +407,14 @@ def test_a_non_finite_score_is_422_and_writes_nothing(api):
     raw = json.dumps(synthetic_admission(15)).replace('"score": 7', '"score": NaN')
     assert "NaN" in raw
     with writes_nothing(api):
-        invalid(raw_post(api, "/participants", raw), "assessments.0.score")
+        invalid(raw_post(api, "/participants", raw), "assessments[0].score")
     raw = json.dumps(synthetic_admission(16)).replace('"score": 7', '"score": Infinity')
     with writes_nothing(api):
-        invalid(raw_post(api, "/participants", raw), "assessments.0.score")
+        invalid(raw_post(api, "/participants", raw), "assessments[0].score")
     raw = json.dumps(synthetic_admission(24)).replace('"score": 7',
                                                       '"score": 7, "subscales": {"x": -Infinity}')
     with writes_nothing(api):
-        invalid(raw_post(api, "/participants", raw), "assessments.0.subscales.x")
+        invalid(raw_post(api, "/participants", raw), "assessments[0].subscales.x")
 
 
 def test_a_non_finite_substance_level_is_422_and_writes_nothing(api, pid):

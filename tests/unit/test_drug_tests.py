@@ -230,10 +230,12 @@ def test_confirmation_with_bad_values(positive: Participant, policy: ProgramPoli
 def test_medical_review_of_a_positive(positive: Participant, by: Provenance,
                                       days_ago: DaysAgo) -> None:
     positive.review_result(by=by, specimen_id=SPECIMEN, outcome="explained",
-                           at=days_ago(1), reason="prescribed", medication="SYN-MED",
+                           at=days_ago(1), reason="prescribed",
+                           medications=["SYN-MED", "SYN-MED-2"],
                            medication_assisted_treatment=True)
     review = positive.state.specimens[SPECIMEN]["review"]
     assert review["outcome"] == "explained"
+    assert review["medications"] == ["SYN-MED", "SYN-MED-2"]
     assert review["medication_assisted_treatment"] is True
     with pytest.raises(InvalidValue) as exc:
         positive.review_result(by=by, specimen_id=SPECIMEN, outcome="shrug", at=days_ago(1),
