@@ -40,9 +40,9 @@ def replay(participant_id: UUID, request: Request, services: ServicesDep, caller
            limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50) -> JSONResponse:
     """Each event after `after_version` (at most `limit`), in stream order, with the record
     as it stood right after it was recorded: the same as `GET /participants/{id}?as_of=`
-    that event's `recorded_at`. Corrections and voids show what they supersede; superseded
-    entries name the later versions that superseded them. Page on with
-    `after_version=next_after_version` until it is null."""
+    that event's `recorded_at` (days in stage and flags counted on that day). Corrections
+    and voids show what they supersede; superseded entries name the later versions that
+    superseded them. Page on with `after_version=next_after_version` until it is null."""
     ledger = services.ledger
 
     def render(p: Participant) -> dict[str, Any]:
