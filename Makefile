@@ -29,6 +29,7 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/commands.py
 	$(BIN)/python bench/projections.py
+	$(BIN)/python bench/audit.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from audit.bundle import BundleError, build_bundle, verify_bundle
 from audit.ledger import EventRows
-from audit.signing import SigningKeyError, load_public_pem
+from audit.signing import HeadSigner, SigningKeyError, load_public_pem
 from audit.verify import verify
 from audit.wiring import build_ledger
 
@@ -93,6 +93,19 @@ def verify_bundle_command(args: argparse.Namespace) -> int:
     print(f"bundle verified: {len(bundle['events'])} events of {bundle['participant']} are "
           f"leaves of the tree of size {head['tree_size']} signed by key {head['key_id']}"
           + ("" if pinned else " (the bundle's own key: pin one with --public-key)"))
+    return 0
+
+
+def keygen_command(args: argparse.Namespace) -> int:
+    try:
+        HeadSigner.generate_file(args.path)
+    except FileExistsError:
+        print(f"tcledger: {args.path} exists; a signing key is never overwritten",
+              file=sys.stderr)
+        return 2
+    signer = HeadSigner.from_file(args.path)
+    print(f"wrote a new tree-head signing key to {args.path} (mode 0600), key id "
+          f"{signer.key_id}; publish its public half:\n{signer.public_pem}", end="")
     return 0
 
 

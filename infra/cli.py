@@ -11,7 +11,7 @@ from typing import Any
 
 from domain.policy import PolicyError, load_policy
 from infra.keys import KeyEncryptionKey, KeyError_
-from infra.logging import configure_logging
+from infra.logging import Stderr, configure_logging
 from infra.settings import Settings
 from infra.tokens import ROLES, TokenError
 
@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the tree-head public key (PEM) to trust (default: the public "
                              "half of TCLEDGER_AUDIT_KEY_FILE)")
     audit_commands.add_parser("sign", help="bring the ledger up to date and sign its head now")
+    keygen = audit_commands.add_parser("keygen", help="write a new tree-head signing key (PEM)")
+    keygen.add_argument("path", type=Path)
     export = audit_commands.add_parser("export", help="write a participant's audit bundle")
     export.add_argument("participant")
     export.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
@@ -90,10 +92,13 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "serve":
         return _serve(settings, args)
-    if args.command == "audit" and args.action == "verify-bundle":
-        return int(importlib.import_module("audit.cli").verify_bundle_command(args))
+    if args.command == "audit" and args.action in ("verify-bundle", "keygen"):
+        offline = importlib.import_module("audit.cli")  # no database, no settings needed
+        return int(offline.verify_bundle_command(args) if args.action == "verify-bundle"
+                   else offline.keygen_command(args))
 
     from infra.wiring import build
+    configure_logging(settings.log_level, stream=Stderr())  # stdout is the command's answer
     services = build(settings)
     try:
         if args.command == "tokens":

@@ -13,8 +13,20 @@ from typing import Any, TextIO
 import structlog
 
 
-def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
-    logging.basicConfig(level=level.upper(), stream=stream or sys.stdout, format="%(message)s")
+class Stderr:
+    """Whatever sys.stderr is when a line is written (tests swap it), for commands whose
+    stdout is their answer."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def configure_logging(level: str = "info", stream: TextIO | Stderr | None = None) -> None:
+    logging.basicConfig(level=level.upper(), stream=stream or sys.stdout,
+                        format="%(message)s")
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -24,7 +36,7 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 

@@ -26,7 +26,10 @@ from infra.tokens import Caller
 from projections.timeline import describe, jsonable
 
 router = APIRouter(prefix="/audit", tags=["audit"])
+# The ledger and the access log hold no clinical content: auditors and admins. A bundle
+# carries the decoded record: auditors only (admins make no clinical reads).
 Auditor = Annotated[Caller, Depends(require("auditor", "admin"))]
+ClinicalAuditor = Annotated[Caller, Depends(require("auditor"))]
 
 
 def _ledger(request: Request) -> Ledger:
@@ -179,7 +182,7 @@ def _access_cursor(cursor: str | None) -> tuple[int, str]:
 
 @router.get("/participants/{participant_id}/bundle")
 def bundle(participant_id: UUID, request: Request, ledger: LedgerDep,
-           _: Auditor) -> JSONResponse:
+           _: ClinicalAuditor) -> JSONResponse:
     """The participant's stored events with leaves, inclusion proofs, a signed head and the
     public key: `tcledger audit verify-bundle FILE` checks it with no database."""
     services = request.app.state.services

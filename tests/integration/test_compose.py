@@ -104,10 +104,13 @@ def test_database_url_matches_db_service(services: dict[str, Any]) -> None:
     assert url.path.lstrip("/") == db_env.get("POSTGRES_DB", db_env["POSTGRES_USER"])
 
 
-def test_kek_secret_is_wired(compose: dict[str, Any], services: dict[str, Any]) -> None:
+@pytest.mark.parametrize("variable", ["TCLEDGER_KEK_FILE", "TCLEDGER_AUDIT_KEY_FILE"])
+def test_key_secrets_are_wired(compose: dict[str, Any], services: dict[str, Any],
+                               variable: str) -> None:
+    """Production refuses to start without its key-encryption key and its signing key."""
     app = services["app"]
-    kek_file = environment(app).get("TCLEDGER_KEK_FILE")
-    assert kek_file, "production needs TCLEDGER_KEK_FILE (or TCLEDGER_KEK)"
+    kek_file = environment(app).get(variable)
+    assert kek_file, f"production needs {variable}"
     declared = compose.get("secrets") or {}
     attached: dict[str, str] = {}
     for entry in app.get("secrets") or []:
