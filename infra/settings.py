@@ -32,6 +32,8 @@ class Settings(BaseSettings):
         "process", description="who keeps the views current for the server")
     projection_batch_size: int = Field(
         500, ge=1, description="log entries a projection applies per transaction")
+    projection_rebuild_batch_size: int = Field(
+        250_000, ge=1, description="log entries per transaction while a view is rebuilt")
     token_cache_seconds: float = Field(
         5.0, description="how long a checked token is trusted without asking the database")
 
