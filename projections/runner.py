@@ -13,7 +13,8 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -83,6 +84,7 @@ class ProjectionRunner:
         self.rebuild_batch_size = max(rebuild_batch_size, batch_size)
         self.preload_keys = preload_keys
         self._rebuilding = False
+        self._stepping = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         with store.transaction() as cur:
@@ -129,11 +131,17 @@ class ProjectionRunner:
         stand at the same position: decoded once, written in one transaction with the new
         position; returns how many log entries. A large batch is read and applied a page
         at a time; views that write per record (not per event) do so once, at the end."""
-        limit = limit or self.batch_size
+        # Views hold what a batch applied until it is flushed: one batch at a time per
+        # runner, whichever thread asks (the background loop, or a read waiting for it).
+        with self._stepping:
+            return self._step(group, limit or self.batch_size, progress)
+
+    def _step(self, group: Sequence[Projection], limit: int,
+              progress: Callable[[str, int, int], None] | None) -> int:
         page = min(limit, PAGE_SIZE)
         after = self.position(group[0].name)
-        notes = self.log.batch(after, page)
-        if not notes:
+        first = self.log.batch(after, page)
+        if not first:
             return 0
         lock = " FOR UPDATE" if self.store.postgres else ""
         done, last = 0, after
@@ -146,7 +154,7 @@ class ProjectionRunner:
                     row = cur.fetchone()
                     if row is None or int(row["position"]) != after:
                         raise PositionMoved(projection.name)
-                while notes:
+                for notes in self._pages(first, limit, page):
                     batch = [self._decode(n) for n in notes]
                     for projection in group:
                         projection.apply(cur, self.store, batch)
@@ -157,9 +165,6 @@ class ProjectionRunner:
                         gc.freeze()
                     if progress is not None:
                         progress(", ".join(p.name for p in group), last, self.log.head())
-                    if len(notes) < page or done >= limit:
-                        break
-                    notes = self.log.batch(last, min(page, limit - done))
                 for projection in group:
                     _hook(projection, "flush", cur, self.store)
                     cur.execute(self.store.sql(
@@ -177,6 +182,19 @@ class ProjectionRunner:
             self._discard(group)
             raise
         return done
+
+    def _pages(self, first: Sequence[Notification], limit: int,
+               page: int) -> Iterator[Sequence[Notification]]:
+        """A batch's pages of the log, up to `limit` entries: the next page is read (by
+        the database, in another thread) while the current one is decoded and applied."""
+        notes, done = first, 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tcledger-log") as reader:
+            while notes:
+                done += len(notes)
+                ahead = reader.submit(self.log.batch, notes[-1].id, min(page, limit - done)) \
+                    if len(notes) == page and done < limit else None
+                yield notes
+                notes = ahead.result() if ahead is not None else []
 
     @staticmethod
     def _discard(group: Sequence[Projection]) -> None:

@@ -90,13 +90,14 @@ class TimelineView:
 
     def _row(self, entry: LoggedEvent, e: ParticipantEvent, rows: _Rows) -> None:
         key = str(entry.stream_id)
+        described = describe(e)
         try:
             sealed = self.sealer.seal(entry.stream_id, SEALED,
-                                      json.dumps(describe(e), sort_keys=True).encode())
+                                      json.dumps(described, sort_keys=True).encode())
         except ParticipantErased:
             return  # erased since it was read; the erasure's own entry clears the rest
-        rows.add([key, e.originator_version, entry.position, type(e).__name__,
-                  e.effective_at.isoformat(), e.timestamp.isoformat(), e.actor_role, None,
+        rows.add([key, e.originator_version, entry.position, described["type"],
+                  described["effective_at"], described["recorded_at"], e.actor_role, None,
                   None, sealed])
         if isinstance(e, EntryCorrected | EntryVoided):
             kind = "voided" if isinstance(e, EntryVoided) else "corrected"
