@@ -28,6 +28,7 @@ SKIPPED = {"originator_id", "originator_version", "timestamp", "originator_topic
            *METADATA_FIELDS}
 
 
+SORTED_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), made once
 PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
@@ -93,7 +94,7 @@ class TimelineView:
         described = describe(e)
         try:
             sealed = self.sealer.seal(entry.stream_id, SEALED,
-                                      json.dumps(described, sort_keys=True).encode())
+                                      SORTED_JSON.encode(described).encode())
         except ParticipantErased:
             return  # erased since it was read; the erasure's own entry clears the rest
         rows.add([key, e.originator_version, entry.position, described["type"],
