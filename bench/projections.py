@@ -49,6 +49,7 @@ import math
 import os
 import pstats
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -666,20 +667,33 @@ class Timers:
             self.extra[key] += extra
 
     def wrap(self, obj: Any, attr: str, label: str,
-             count: Callable[..., int] | None = None, scope: str | None = None) -> None:
+             count: Callable[..., int] | None = None, scope: str | None = None,
+             fixed: bool = False) -> None:
+        """Times obj.attr. `scope` sets the scope while it runs (a view's apply or flush);
+        `fixed` keeps the runner's scope and labels calls from other threads `<label>_ahead`
+        (the runner reads the next page of the log in a thread of its own)."""
         fn = getattr(obj, attr, None)
         if fn is None or getattr(fn, "_timed", False):
             return
         clock = time.perf_counter
+        main = threading.main_thread()
 
         def timed(*args: Any, **kwargs: Any) -> Any:
+            if fixed:
+                key = "runner:" + (label if threading.current_thread() is main
+                                   else f"{label}_ahead")
+                t0 = clock()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self.add(key, clock() - t0)
             outer = self.scope
             if scope is not None:
                 self.scope = scope
             key = f"{self.scope}:{label}"
             t0 = clock()
             try:
-                if scope is not None and args:  # a view's apply: time its statements too
+                if scope is not None and args:  # a view's apply/flush: time its statements
                     args = (TimedCursor(args[0], self, f"{scope}:sql"), *args[1:])
                 return fn(*args, **kwargs)
             finally:
@@ -693,14 +707,18 @@ class Timers:
 
 
 class TimedCursor:
-    """A view's cursor, with the time of each statement (execute/executemany/copy) kept."""
+    """A view's cursor, with the time of each statement kept: execute, executemany, fetches
+    and a COPY block as a whole (its rows' formatting and the server's work)."""
 
     def __init__(self, cur: Any, timers: Timers, key: str) -> None:
         self._cur, self._timers, self._key = cur, timers, key
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._cur, name)
-        if name not in ("execute", "executemany", "copy", "fetchone", "fetchall"):
+        if name == "copy":
+            return lambda *args, **kwargs: TimedCopy(attr(*args, **kwargs), self._timers,
+                                                     self._key)
+        if name not in ("execute", "executemany", "fetchone", "fetchall"):
             return attr
 
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -715,6 +733,24 @@ class TimedCursor:
         return iter(self._cur)
 
 
+class TimedCopy:
+    """psycopg's COPY context, timed from enter to exit."""
+
+    def __init__(self, copy: Any, timers: Timers, key: str) -> None:
+        self._copy, self._timers, self._key = copy, timers, key
+        self._t0 = 0.0
+
+    def __enter__(self) -> Any:
+        self._t0 = time.perf_counter()
+        return self._copy.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        try:
+            return self._copy.__exit__(*exc)
+        finally:
+            self._timers.add(self._key, time.perf_counter() - self._t0)
+
+
 def folders(view: Any) -> list[Any]:
     """The view's record folders (projections.folding.RecordFolder or alike)."""
     return [v for v in vars(view).values()
@@ -727,30 +763,32 @@ def lru_size(view: Any) -> int | None:
 
 
 def instrument(runner: Any) -> Timers:
-    """Timers on the runner (a step: read, decode, each view's apply, commit) and, inside
-    each view's apply, on what every view has: folding, statements, sealing."""
+    """Timers on the runner (a step: read, decode, each view's apply and flush, commit) and,
+    inside each view, on what every view has: folding, statements, sealing."""
     timers = Timers()
     timers.wrap(runner, "step", "step")
-    timers.wrap(runner.log, "batch", "read")
+    timers.wrap(runner.log, "batch", "read", fixed=True)
     timers.wrap(runner, "_decode", "decode")
     timers.wrap(runner, "position", "position")
     for name, view in runner.projections.items():
         timers.wrap(view, "apply", "apply", scope=name)
+        timers.wrap(view, "flush", "flush", scope=name)
         sealer = getattr(view, "sealer", None)
         if sealer is not None:
             timers.wrap(sealer, "seal", "aead")  # shared: scoped by the view applying
         else:
             timers.wrap(view, "_seal", "aead")  # a view with keys of its own
             timers.wrap(view, "_open", "aead")
-        for folder in folders(view):
-            timers.wrap(folder, "fold", "fold")
+        for folder in folders(view):  # shared by views: timed in the scope of the first
+            timers.wrap(folder, "fold_batch", "fold")
             timers.wrap(folder, "load", "replay", count=lambda stream_id, version: version)
     return timers
 
 
 def breakdown(timers: Timers, names: list[str],
               total: float) -> list[tuple[str, float, int, str]]:
-    """Where the rebuild's wall time went; the parts add up to the total."""
+    """Where the rebuild's wall time went; the parts add up to the total (the reads of
+    the next page, in another thread, overlap them and are shown apart)."""
     def t(key: str) -> float:
         return timers.get(key)[0]
 
@@ -760,33 +798,38 @@ def breakdown(timers: Timers, names: list[str],
     step_s = t("runner:step")
     out: list[tuple[str, float, int, str]] = [
         ("batches (runner.step)", step_s, n("runner:step"), "all views"),
-        ("  read the log (SELECT batch)", t("runner:read"), n("runner:read"), "log.batch"),
+        ("  read the log (first page of a batch)", t("runner:read"), n("runner:read"),
+         "log.batch"),
         ("  decrypt + decode events", t("runner:decode"), n("runner:decode"),
          "runner._decode"),
     ]
-    applied = 0.0
+    inside = t("runner:read") + t("runner:decode")
     for name in names:
-        apply_s = t(f"{name}:apply")
-        applied += apply_s
-        out.append((f"  {name}.apply", apply_s, n(f"{name}:apply"), ""))
-        rest = apply_s - t(f"{name}:sql") - t(f"{name}:aead")
+        for part in ("apply", "flush"):
+            spent = t(f"{name}:{part}")
+            inside += spent
+            out.append((f"  {name}.{part}", spent, n(f"{name}:{part}"),
+                        "per page" if part == "apply" else "per batch, before its position"))
+        rest = t(f"{name}:apply") + t(f"{name}:flush") - t(f"{name}:sql") - t(f"{name}:aead")
         if n(f"{name}:fold"):
             replayed = timers.extra.get(f"{name}:replay", 0)
-            out.append(("    fold into the LRU'd record", t(f"{name}:fold") - t(f"{name}:replay"),
-                        n(f"{name}:fold"), "RecordFolder.fold, own time"))
-            out.append(("    replay on an LRU miss (reload from store)", t(f"{name}:replay"),
+            out.append(("    fold pages into the records (shared folder)",
+                        t(f"{name}:fold") - t(f"{name}:replay"), n(f"{name}:fold"),
+                        "RecordFolder.fold_batch, own time"))
+            out.append(("    replay on a miss (reload from store)", t(f"{name}:replay"),
                         n(f"{name}:replay"), f"{replayed:,} events re-read"))
             rest -= t(f"{name}:fold")
-        out.append(("    SQL statements of the view", t(f"{name}:sql"), n(f"{name}:sql"),
-                    "execute/executemany/fetch"))
+        out.append(("    SQL statements and COPY of the view", t(f"{name}:sql"),
+                    n(f"{name}:sql"), "execute/executemany/COPY/fetch"))
         if n(f"{name}:aead"):
             out.append(("    AES-GCM seal/open (+ key lookup)", t(f"{name}:aead"),
                         n(f"{name}:aead"), ""))
         out.append(("    the rest (row values, JSON, ...)", rest, 0, "Python"))
-    out.append(("  positions, locks, commit", step_s - t("runner:read") - t("runner:decode")
-                - applied, 0, "runner.step, own time"))
+    out.append(("  positions, locks, commit", step_s - inside, 0, "runner.step, own time"))
     out.append(("between batches (positions, head, clear)", total - step_s, 0,
                 "runner.catch_up/rebuild"))
+    out.append(("(overlapped) read the next pages, reader thread", t("runner:read_ahead"),
+                n("runner:read_ahead"), "not part of the sum"))
     return out
 
 
@@ -1088,7 +1131,8 @@ def run(args: argparse.Namespace, dbname: str, url: str, kek: str, var_dir: Path
         conn.execute("VACUUM ANALYZE")
         conn.execute("CHECKPOINT")
     rb_services = fresh_services()
-    runner = build_runner(rb_services, batch_size=args.batch_size)
+    runner = build_runner(rb_services, batch_size=args.batch_size,
+                          rebuild_batch_size=args.rebuild_batch_size)
     if args.lru is not None:  # an experiment: the folded records' LRU of every view
         for view in runner.projections.values():
             for folder in folders(view):
@@ -1120,6 +1164,8 @@ def run(args: argparse.Namespace, dbname: str, url: str, kek: str, var_dir: Path
         "events_per_s": round(head / rb_seconds, 1),
         "apply_seconds": {n: round(timers.get(f"{n}:apply")[0], 2) for n in names},
         "batch_size": runner.batch_size, "batches": timers.get("runner:step")[1],
+        "rebuild_batch_size": runner.rebuild_batch_size,
+        "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "summary_rows": rows, "consent_rows": consent_rows, "timeline_rows": timeline_rows,
         "lru_size": lru_size(summary_view) if summary_view is not None else None,
         "replays": {n: timers.get(f"{n}:replay")[1] for n in names
@@ -1280,8 +1326,10 @@ def report(figures: dict[str, Any]) -> dict[str, Any]:
              else "") + ";")
     misses = "; ".join(f"{n} {rb['replays'][n]:,} misses re-read "
                        f"{rb['replayed_events'][n]:,} events" for n in rb["replays"])
-    print(f"  batch size {rb['batch_size']}, {rb['batches']:,} batches; record LRU of "
-          f"{rb['lru_size']:,} per folding view: {misses or 'no folding views'}")
+    print(f"  rebuild batch {rb['rebuild_batch_size']:,} entries per transaction (live: "
+          f"{rb['batch_size']}), {rb['batches']:,} batches; every record held while "
+          f"rebuilding (live LRU {rb['lru_size']:,}): {misses or 'no folding views'}; "
+          f"bench process peak RSS {rb['max_rss_mb']:,} MB")
     print()
     print(f"  {'where the rebuild time went':<50} {'seconds':>8} {'share':>6} {'calls':>9}  note")
     print("  " + "-" * 84)
@@ -1357,8 +1405,11 @@ def main() -> int:
                         help="server URL whose user may create databases")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="projection batch size (default: the settings' default)")
+    parser.add_argument("--rebuild-batch-size", type=int, default=None,
+                        help="log entries per rebuild transaction (default: the settings')")
     parser.add_argument("--lru", type=int, default=None,
-                        help="experiment: the views' record LRU size for the timed rebuild")
+                        help="experiment: the views' record LRU size (live runs; a rebuild "
+                             "holds every record)")
     parser.add_argument("--span-days", type=int, default=730,
                         help="simulated days the admissions spread over (stays are 90-540 "
                              "days, so this sets how many participants are in flight)")

@@ -51,9 +51,10 @@ class EncryptedMapper(Mapper[UUID]):
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         stream_id = _uuid(stored_event.originator_id)
         state = bytes(stored_event.state)
-        where = f"stream {stream_id} version {stored_event.originator_version}"
+        where = "stream {} version {}"  # formatted only when it fails: decoding is hot
         if state[:1] != FORMAT_V1:
-            raise EventDecryptionError(f"{where}: unknown ciphertext format")
+            raise EventDecryptionError(where.format(
+                stream_id, stored_event.originator_version) + ": unknown ciphertext format")
         key = self._key_for(stream_id, stored_event.topic)
         try:
             plain = AESGCM(key).decrypt(
@@ -61,7 +62,8 @@ class EncryptedMapper(Mapper[UUID]):
                 associated_data(stream_id, stored_event.originator_version, stored_event.topic))
         except InvalidTag:
             raise EventDecryptionError(
-                f"{where}: ciphertext does not authenticate here (moved from another row, "
+                where.format(stream_id, stored_event.originator_version)
+                + ": ciphertext does not authenticate here (moved from another row, "
                 "altered, or under another key)") from None
         return super().to_domain_event(StoredEvent(
             stored_event.originator_id, stored_event.originator_version, stored_event.topic,

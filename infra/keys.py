@@ -114,6 +114,20 @@ class KeyStore:
             self._cache[stream_id] = key
         return key
 
+    def preload(self) -> int:
+        """Unwraps every live data key in one read, for a run that will need most of them
+        (a rebuild): one query instead of one per stream. Returns how many."""
+        rows = self._store.fetch_all(
+            "SELECT stream_id, wrapped FROM tcledger_data_keys WHERE wrapped IS NOT NULL")
+        found = {}
+        for row in rows:
+            stream_id = UUID(row["stream_id"])
+            found[stream_id] = self._kek.unwrap(stream_id, bytes(row["wrapped"]))
+        with self._lock:
+            for stream_id, key in found.items():
+                self._cache.setdefault(stream_id, key)
+        return len(found)
+
     def system_key(self, stream_id: UUID) -> bytes:
         """A key that is not a participant's (the blind index), made on first use."""
         try:

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
                           "generates var_dir/audit-signing-key.pem")
     audit_head_interval: float = Field(
         60.0, gt=0, description="seconds between signed tree heads while the log grows")
+    projection_rebuild_batch_size: int = Field(
+        250_000, ge=1, description="log entries per transaction while a view is rebuilt")
     token_cache_seconds: float = Field(
         5.0, description="how long a checked token is trusted without asking the database")
 

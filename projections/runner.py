@@ -10,9 +10,11 @@ SQLite and PostgreSQL (see infra.log_reader).
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -48,6 +50,11 @@ class LoggedEvent:
 
 
 class Projection(Protocol):
+    """A read model. Optional hooks the runner calls when a projection has them:
+    `flush(cur, store)` before a batch's position is written (a view that writes once per
+    record rather than per event writes then), `discard()` when a batch rolled back,
+    `reset()` when the view was cleared, `rebuilding(on)` around a rebuild."""
+
     name: str
 
     def create_tables(self, cur: Any, store: SqlStore) -> None: ...
@@ -57,18 +64,27 @@ class Projection(Protocol):
     def apply(self, cur: Any, store: SqlStore, batch: Sequence[LoggedEvent]) -> None: ...
 
 
+PAGE_SIZE = 5000  # log entries read and decoded at a time within one batch
+
+
 class PositionMoved(Exception):
     """Another runner applied this batch first; ours is rolled back."""
 
 
 class ProjectionRunner:
     def __init__(self, store: SqlStore, log_reader: LogReader, mapper: Mapper[UUID],
-                 projections: Sequence[Projection], batch_size: int = 500) -> None:
+                 projections: Sequence[Projection], batch_size: int = 500,
+                 rebuild_batch_size: int = 250_000,
+                 preload_keys: Callable[[], object] | None = None) -> None:
         self.store = store
         self.log = log_reader
         self.mapper = mapper
         self.projections = {p.name: p for p in projections}
         self.batch_size = batch_size
+        self.rebuild_batch_size = max(rebuild_batch_size, batch_size)
+        self.preload_keys = preload_keys
+        self._rebuilding = False
+        self._stepping = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         with store.transaction() as cur:
@@ -109,15 +125,26 @@ class ProjectionRunner:
 
     # --- running -----------------------------------------------------------------------
 
-    def step(self, *group: Projection) -> int:
-        """Applies the next batch of the log to projections that stand at the same position:
-        decoded once, written in one transaction; returns how many log entries."""
+    def step(self, *group: Projection, limit: int | None = None,
+             progress: Callable[[str, int, int], None] | None = None) -> int:
+        """Applies the next batch of the log (up to `limit` entries) to projections that
+        stand at the same position: decoded once, written in one transaction with the new
+        position; returns how many log entries. A large batch is read and applied a page
+        at a time; views that write per record (not per event) do so once, at the end."""
+        # Views hold what a batch applied until it is flushed: one batch at a time per
+        # runner, whichever thread asks (the background loop, or a read waiting for it).
+        with self._stepping:
+            return self._step(group, limit or self.batch_size, progress)
+
+    def _step(self, group: Sequence[Projection], limit: int,
+              progress: Callable[[str, int, int], None] | None) -> int:
+        page = min(limit, PAGE_SIZE)
         after = self.position(group[0].name)
-        notes = self.log.batch(after, self.batch_size)
-        if not notes:
+        first = self.log.batch(after, page)
+        if not first:
             return 0
-        batch = [self._decode(n) for n in notes]
         lock = " FOR UPDATE" if self.store.postgres else ""
+        done, last = 0, after
         try:
             with self.store.transaction() as cur:
                 for projection in group:
@@ -127,21 +154,56 @@ class ProjectionRunner:
                     row = cur.fetchone()
                     if row is None or int(row["position"]) != after:
                         raise PositionMoved(projection.name)
-                    projection.apply(cur, self.store, batch)
+                for notes in self._pages(first, limit, page):
+                    batch = [self._decode(n) for n in notes]
+                    for projection in group:
+                        projection.apply(cur, self.store, batch)
+                    done, last = done + len(notes), notes[-1].id
+                    if self._rebuilding:
+                        # The records a rebuild holds only grow: keep the collector from
+                        # tracing them again at every collection (unfrozen when it ends).
+                        gc.freeze()
+                    if progress is not None:
+                        progress(", ".join(p.name for p in group), last, self.log.head())
+                for projection in group:
+                    _hook(projection, "flush", cur, self.store)
                     cur.execute(self.store.sql(
                         "UPDATE tcledger_projection_positions SET position = ?, "
-                        "updated_at = ? WHERE name = ?"),
-                        (notes[-1].id, _now(), projection.name))
+                        "updated_at = ? WHERE name = ?"), (last, _now(), projection.name))
         except PositionMoved:
+            self._discard(group)
             return 0
         except OperationalError as exc:
+            self._discard(group)
             if "locked" not in str(exc):
                 raise
             return 0  # SQLite: another runner is writing; the next step sees its position
-        return len(notes)
+        except BaseException:
+            self._discard(group)
+            raise
+        return done
+
+    def _pages(self, first: Sequence[Notification], limit: int,
+               page: int) -> Iterator[Sequence[Notification]]:
+        """A batch's pages of the log, up to `limit` entries: the next page is read (by
+        the database, in another thread) while the current one is decoded and applied."""
+        notes, done = first, 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tcledger-log") as reader:
+            while notes:
+                done += len(notes)
+                ahead = reader.submit(self.log.batch, notes[-1].id, min(page, limit - done)) \
+                    if len(notes) == page and done < limit else None
+                yield notes
+                notes = ahead.result() if ahead is not None else []
+
+    @staticmethod
+    def _discard(group: Sequence[Projection]) -> None:
+        for projection in group:
+            _hook(projection, "discard")
 
     def catch_up(self, only: str | None = None,
-                 progress: Callable[[str, int, int], None] | None = None) -> int:
+                 progress: Callable[[str, int, int], None] | None = None,
+                 limit: int | None = None) -> int:
         """Runs every projection (or one) to the end of the log as it is now. Projections
         at the same position move together, so a batch is read and decoded once."""
         chosen = [p for n, p in self.projections.items() if only is None or n == only]
@@ -154,28 +216,41 @@ class ProjectionRunner:
                 return total
             lowest = min(positions[p.name] for p in behind)
             group = [p for p in behind if positions[p.name] == lowest]
-            done = self.step(*group)
+            done = self.step(*group, limit=limit, progress=progress)
             total += done * len(group)
-            if progress is not None:
-                progress(", ".join(p.name for p in group), self.position(group[0].name), head)
             if done == 0:
                 return total
 
     def rebuild(self, only: str | None = None,
                 progress: Callable[[str, int, int], None] | None = None) -> int:
-        """Throws the views away and builds them again from the first event."""
-        for name, projection in self.projections.items():
-            if only is not None and name != only:
-                continue
-            with self.store.transaction() as cur:
+        """Throws the views away and builds them again from the first event.
+
+        A rebuild meets every record of the log, interleaved: it reads in large batches (a
+        summary row is then written once per record per batch, not once per event), keeps
+        every folded record in memory and unwraps all data keys at once. Each batch still
+        commits with its position, so a rebuild cut short resumes where it stopped.
+        """
+        chosen = [p for n, p in self.projections.items() if only is None or n == only]
+        with self.store.transaction() as cur:
+            for projection in chosen:
                 projection.clear(cur, self.store)
                 cur.execute(self.store.sql("UPDATE tcledger_projection_positions SET "
                                            "position = 0, updated_at = ? WHERE name = ?"),
-                            (_now(), name))
-            reset = getattr(projection, "reset", None)
-            if callable(reset):
-                reset()
-        return self.catch_up(only, progress)
+                            (_now(), projection.name))
+        for projection in chosen:
+            _hook(projection, "reset")
+        if self.preload_keys is not None:
+            self.preload_keys()
+        for projection in chosen:
+            _hook(projection, "rebuilding", True)
+        self._rebuilding = True
+        try:
+            return self.catch_up(only, progress, limit=self.rebuild_batch_size)
+        finally:
+            self._rebuilding = False
+            gc.unfreeze()
+            for projection in chosen:
+                _hook(projection, "rebuilding", False)
 
     def start(self, interval: float = 0.05) -> None:
         """Keeps the views current from a background thread of this process."""
@@ -213,6 +288,13 @@ class ProjectionRunner:
         except ParticipantErased:
             event = None
         return LoggedEvent(note.id, stream_id, note.originator_version, note.topic, event)
+
+
+def _hook(projection: Projection, name: str, *args: Any) -> None:
+    """Calls an optional hook of a projection (reset, rebuilding) when it has one."""
+    hook = getattr(projection, name, None)
+    if callable(hook):
+        hook(*args)
 
 
 def _now() -> str:

@@ -22,12 +22,10 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from domain.events import ParticipantEvent
 from domain.participant import Participant
-from domain.retention import RecordErased
 from infra.keys import NONCE_BYTES, KeyStore
 from infra.sql import SqlStore
-from projections.folding import Load, RecordFolder
+from projections.folding import Folded, RecordFolder
 from projections.runner import LoggedEvent
 
 STATS_KEY_STREAM = uuid5(NAMESPACE_URL, "tcledger:statistics:v1")
@@ -56,15 +54,24 @@ def contribution(p: Participant) -> list[Fact]:
     return sorted(facts)
 
 
+COUNT_COLUMNS = ("program", "facility", "day", "measure", "code", "value", "n")
+ADD_COUNTS = ("ON CONFLICT (program, facility, day, measure, code, value) DO UPDATE SET "
+              "n = tcledger_stats_counts.n + excluded.n")
+
+
 class ProgramStatsView:
     name = "program_stats"
 
-    def __init__(self, keys: KeyStore, load: Load, cache_size: int = 5000) -> None:
+    def __init__(self, keys: KeyStore, records: RecordFolder) -> None:
         self.keys = keys
-        self.records = RecordFolder(load, cache_size)
+        self.records = records  # may be shared with other views of the same records
+        self._pending: Folded = {}
 
     def reset(self) -> None:
         self.records.reset()
+
+    def rebuilding(self, on: bool) -> None:
+        self.records.hold_all(on)
 
     def prepare(self) -> None:
         """Makes the statistics key before any transaction needs it (SQLite has one writer)."""
@@ -85,15 +92,19 @@ class ProgramStatsView:
         cur.execute("DELETE FROM tcledger_stats_contributions")
 
     def apply(self, cur: Any, store: SqlStore, batch: Sequence[LoggedEvent]) -> None:
-        latest: dict[UUID, Participant | None] = {}
-        for entry in batch:
-            if isinstance(entry.event, RecordErased):
-                latest[entry.event.participant_id] = None
-                self.records.forget(entry.event.participant_id)
-            elif isinstance(entry.event, ParticipantEvent):
-                latest[entry.stream_id] = self.records.fold(entry)
+        """Folds the batch; the counters change when the runner flushes, once for every
+        record the transaction touched."""
+        self._pending.update(self.records.fold_batch(batch))
+
+    def flush(self, cur: Any, store: SqlStore) -> None:
+        pending = self._pending
+        self.discard()
         self._replace(cur, store, {
-            pid: contribution(p) if p is not None else [] for pid, p in latest.items()})
+            pid: contribution(p) if p is not None else [] for pid, p in pending.items()})
+
+    def discard(self) -> None:
+        """Forgets what was applied but not flushed (its transaction rolled back)."""
+        self._pending = {}
 
     def _replace(self, cur: Any, store: SqlStore, facts_of: dict[UUID, list[Fact]]) -> None:
         """Swaps each record's old contribution for its new one, summed over the batch."""
@@ -106,23 +117,15 @@ class ProgramStatsView:
             if facts:
                 sealed.append((str(participant_id), self._seal(participant_id, facts)))
             elif participant_id in before:
-                dropped.append((str(participant_id),))
+                dropped.append(str(participant_id))
         deltas = [(*fact, delta) for fact, delta in change.items() if delta]
-        if deltas:
-            cur.executemany(store.sql(
-                "INSERT INTO tcledger_stats_counts (program, facility, day, measure, code, "
-                "value, n) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (program, facility, day, "
-                "measure, code, value) DO UPDATE SET n = tcledger_stats_counts.n + excluded.n"),
-                deltas)
-            if any(d[-1] < 0 for d in deltas):
-                cur.execute("DELETE FROM tcledger_stats_counts WHERE n = 0")
-        if sealed:
-            cur.executemany(store.sql(
-                "INSERT INTO tcledger_stats_contributions (participant_id, sealed) VALUES (?, ?) "
-                "ON CONFLICT (participant_id) DO UPDATE SET sealed = excluded.sealed"), sealed)
-        if dropped:
-            cur.executemany(store.sql("DELETE FROM tcledger_stats_contributions "
-                                      "WHERE participant_id = ?"), dropped)
+        store.upsert_many(cur, "tcledger_stats_counts", COUNT_COLUMNS, deltas, ADD_COUNTS)
+        if any(d[-1] < 0 for d in deltas):
+            cur.execute("DELETE FROM tcledger_stats_counts WHERE n = 0")
+        store.upsert_many(cur, "tcledger_stats_contributions", ("participant_id", "sealed"),
+                          sealed, "ON CONFLICT (participant_id) DO UPDATE SET "
+                          "sealed = excluded.sealed")
+        store.delete_keys(cur, "tcledger_stats_contributions", "participant_id", dropped)
 
     def _contributions(self, cur: Any, store: SqlStore,
                        ids: list[UUID]) -> dict[UUID, list[Fact]]:

@@ -10,26 +10,21 @@ when asked, so a rebuild gives the same rows whenever it runs.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.utils import get_topic
-
 from domain.errors import ParticipantErased
-from domain.events import ParticipantEvent
 from domain.participant import Participant
 from domain.policy import PolicyBook
-from domain.retention import RecordErased
 from infra.blind_index import BlindIndex
 from infra.cipher import FieldSealer
 from infra.sql import SqlStore
-from projections.folding import RecordFolder
+from projections.folding import Folded, RecordFolder
 from projections.runner import LoggedEvent
 
 SEALED = "participant_summary"
-ERASED_TOPIC = get_topic(RecordErased)
 
 
 def _tables(blob: str, bigint: str) -> list[str]:
@@ -56,14 +51,19 @@ class ParticipantSummaryView:
     name = "participant_summary"
 
     def __init__(self, policies: PolicyBook, sealer: FieldSealer, index: BlindIndex,
-                 load: Callable[[UUID, int], Participant], cache_size: int = 5000) -> None:
+                 records: RecordFolder) -> None:
         self.policies = policies
         self.sealer = sealer
         self.index = index
-        self.records = RecordFolder(load, cache_size)
+        self.records = records  # may be shared with other views of the same records
+        self._pending: Folded = {}
+        self._admitted: dict[UUID, int] = {}
 
     def reset(self) -> None:
         self.records.reset()
+
+    def rebuilding(self, on: bool) -> None:
+        self.records.hold_all(on)
 
     # --- Projection --------------------------------------------------------------------
 
@@ -77,39 +77,41 @@ class ParticipantSummaryView:
         cur.execute("DELETE FROM tcledger_participant_summary")
 
     def apply(self, cur: Any, store: SqlStore, batch: Sequence[LoggedEvent]) -> None:
-        touched: dict[UUID, tuple[Participant, int]] = {}
-        gone: set[UUID] = set()
-        for entry in batch:
-            if entry.topic == ERASED_TOPIC and isinstance(entry.event, RecordErased):
-                gone.add(entry.event.participant_id)
-                touched.pop(entry.event.participant_id, None)
-                self.records.forget(entry.event.participant_id)
-            elif isinstance(entry.event, ParticipantEvent):
-                participant = self.records.fold(entry)
-                admitted = touched[entry.stream_id][1] if entry.stream_id in touched \
-                    else (entry.position if entry.version == 1 else -1)
-                touched[entry.stream_id] = (participant, admitted)
+        """Folds the batch; the rows are written when the runner flushes, once for every
+        record the transaction touched however many of its events it saw."""
+        for e in batch:
+            if e.version == 1 and e.event is not None:
+                self._admitted.setdefault(e.stream_id, e.position)
+        self._pending.update(self.records.fold_batch(batch))
+
+    def flush(self, cur: Any, store: SqlStore) -> None:
         rows: list[tuple[Any, ...]] = []
         consents: list[tuple[str, str]] = []
-        for participant, admitted in touched.values():
-            row = self._row(participant, admitted)
-            if row is None:  # erased since its events were read: no row at all
-                gone.add(participant.id)
+        gone: list[str] = []
+        for participant_id, participant in self._pending.items():
+            row = None if participant is None else \
+                self._row(participant, self._admitted.get(participant_id, -1))
+            if row is None:  # erased (in this batch, or since its events were read)
+                gone.append(str(participant_id))
                 continue
             rows.append(row)
-            consents += [(str(participant.id), c["expires_on"])
+            assert participant is not None
+            consents += [(row[0], c["expires_on"])
                          for c in participant.state.consents.values()
                          if c["revoked_on"] is None and c["expires_on"]]
-        self._delete(cur, store, [(str(pid),) for pid in gone])
+        self.discard()
+        self._delete(cur, store, gone)
         self._write(cur, store, rows, consents)
+
+    def discard(self) -> None:
+        """Forgets what was applied but not flushed (its transaction rolled back)."""
+        self._pending, self._admitted = {}, {}
 
     # --- rows --------------------------------------------------------------------------
 
-    def _delete(self, cur: Any, store: SqlStore, keys: list[tuple[str]]) -> None:
-        if keys:
-            for table in ("tcledger_summary_consents", "tcledger_participant_summary"):
-                cur.executemany(store.sql(f"DELETE FROM {table} WHERE participant_id = ?"),
-                                keys)
+    def _delete(self, cur: Any, store: SqlStore, keys: list[str]) -> None:
+        for table in ("tcledger_summary_consents", "tcledger_participant_summary"):
+            store.delete_keys(cur, table, "participant_id", keys)
 
     def _row(self, p: Participant, admitted: int) -> tuple[Any, ...] | None:
         st = p.state
@@ -150,24 +152,22 @@ class ParticipantSummaryView:
 
     def _write(self, cur: Any, store: SqlStore, rows: list[tuple[Any, ...]],
                consents: list[tuple[str, str]]) -> None:
-        """One upsert statement for the batch's rows; a row keeps its admission position."""
+        """One upsert for the batch's rows; a row keeps its admission position."""
         if not rows:
             return
-        cur.executemany(store.sql(UPSERT), rows)
-        cur.executemany(store.sql("DELETE FROM tcledger_summary_consents "
-                                  "WHERE participant_id = ?"), [(r[0],) for r in rows])
-        if consents:
-            cur.executemany(store.sql("INSERT INTO tcledger_summary_consents "
-                                      "(participant_id, expires_on) VALUES (?, ?)"), consents)
+        store.upsert_many(cur, "tcledger_participant_summary", COLUMNS, rows, ON_CONFLICT)
+        store.delete_keys(cur, "tcledger_summary_consents", "participant_id",
+                          [r[0] for r in rows])
+        store.insert_many(cur, "tcledger_summary_consents", ("participant_id", "expires_on"),
+                          consents)
 
 
 COLUMNS = ("participant_id", "admitted_position", "version", "program", "facility", "unit",
            "counselor_id", "status", "stage", "stage_since", "admitted_on",
            "expected_release_on", "discharged_on", "review_due_on", "sanction_due_on",
            "result_unconfirmed", "doc_index", "sealed")
-UPSERT = (f"INSERT INTO tcledger_participant_summary ({', '.join(COLUMNS)}) VALUES "
-          f"({', '.join('?' for _ in COLUMNS)}) ON CONFLICT (participant_id) DO UPDATE SET "
-          + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:]))
+ON_CONFLICT = ("ON CONFLICT (participant_id) DO UPDATE SET "
+               + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:]))
 
 
 def _iso(day: date | None) -> str | None:

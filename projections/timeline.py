@@ -12,6 +12,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 from uuid import UUID
 
@@ -27,7 +28,13 @@ SKIPPED = {"originator_id", "originator_version", "timestamp", "originator_topic
            *METADATA_FIELDS}
 
 
+SORTED_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), made once
+PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
+    if type(value) in PLAIN:  # most values: checked first, since every event has many
+        return value
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, dict):
@@ -39,10 +46,14 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+@cache
+def _own_fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in SKIPPED)
+
+
 def describe(e: ParticipantEvent) -> dict[str, Any]:
     """An event as JSON: its own fields under `data`, its metadata beside them."""
-    data = {f.name: jsonable(getattr(e, f.name)) for f in dataclasses.fields(e)
-            if f.name not in SKIPPED}
+    data = {name: jsonable(getattr(e, name)) for name in _own_fields(type(e))}
     return {"version": e.originator_version, "type": type(e).__name__, "data": data,
             "actor": e.actor_id, "role": e.actor_role, "recorded_at": jsonable(e.timestamp),
             "effective_at": jsonable(e.effective_at), "reason": e.reason, "source": e.source,
@@ -69,48 +80,67 @@ class TimelineView:
         cur.execute("DELETE FROM tcledger_timeline")
 
     def apply(self, cur: Any, store: SqlStore, batch: Sequence[LoggedEvent]) -> None:
-        rows: list[tuple[Any, ...]] = []
-        supersessions: list[tuple[Any, ...]] = []
+        rows = _Rows()
         for entry in batch:
             if isinstance(entry.event, RecordErased):
-                self._flush(cur, store, rows, supersessions)
+                rows.write(cur, store)
                 self._erase(cur, store, str(entry.event.participant_id))
             elif isinstance(entry.event, ParticipantEvent):
-                self._row(entry, entry.event, rows, supersessions)
-        self._flush(cur, store, rows, supersessions)
+                self._row(entry, entry.event, rows)
+        rows.write(cur, store)
 
-    def _row(self, entry: LoggedEvent, e: ParticipantEvent, rows: list[tuple[Any, ...]],
-             supersessions: list[tuple[Any, ...]]) -> None:
+    def _row(self, entry: LoggedEvent, e: ParticipantEvent, rows: _Rows) -> None:
         key = str(entry.stream_id)
+        described = describe(e)
         try:
             sealed = self.sealer.seal(entry.stream_id, SEALED,
-                                      json.dumps(describe(e), sort_keys=True).encode())
+                                      SORTED_JSON.encode(described).encode())
         except ParticipantErased:
             return  # erased since it was read; the erasure's own entry clears the rest
-        rows.append((key, e.originator_version, entry.position, type(e).__name__,
-                     e.effective_at.isoformat(), e.timestamp.isoformat(), e.actor_role, sealed))
+        rows.add([key, e.originator_version, entry.position, described["type"],
+                  described["effective_at"], described["recorded_at"], e.actor_role, None,
+                  None, sealed])
         if isinstance(e, EntryCorrected | EntryVoided):
             kind = "voided" if isinstance(e, EntryVoided) else "corrected"
-            supersessions.append((e.originator_version, kind, key, e.supersedes_version))
-
-    @staticmethod
-    def _flush(cur: Any, store: SqlStore, rows: list[tuple[Any, ...]],
-               supersessions: list[tuple[Any, ...]]) -> None:
-        if rows:
-            cur.executemany(store.sql(
-                "INSERT INTO tcledger_timeline (participant_id, version, position, type, "
-                "effective_at, recorded_at, role, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"), rows)
-        if supersessions:
-            cur.executemany(store.sql(
-                "UPDATE tcledger_timeline SET superseded_by = ?, supersession = ? "
-                "WHERE participant_id = ? AND version = ?"), supersessions)
-        rows.clear()
-        supersessions.clear()
+            rows.supersede(key, e.supersedes_version, e.originator_version, kind)
 
     @staticmethod
     def _erase(cur: Any, store: SqlStore, participant_id: str) -> None:
         cur.execute(store.sql("DELETE FROM tcledger_timeline WHERE participant_id = ?"),
                     (participant_id,))
+
+
+COLUMNS = ("participant_id", "version", "position", "type", "effective_at", "recorded_at",
+           "role", "superseded_by", "supersession", "sealed")
+
+
+class _Rows:
+    """A batch's new rows; a correction or void of a row in the same batch is marked on the
+    row before it is written, one of an earlier row becomes an UPDATE."""
+
+    def __init__(self) -> None:
+        self.rows: list[list[Any]] = []
+        self.index: dict[tuple[str, int], list[Any]] = {}
+        self.updates: list[tuple[Any, ...]] = []
+
+    def add(self, row: list[Any]) -> None:
+        self.rows.append(row)
+        self.index[(row[0], row[1])] = row
+
+    def supersede(self, key: str, version: int, by: int, kind: str) -> None:
+        row = self.index.get((key, version))
+        if row is not None:
+            row[7], row[8] = by, kind
+        else:
+            self.updates.append((by, kind, key, version))
+
+    def write(self, cur: Any, store: SqlStore) -> None:
+        store.insert_many(cur, "tcledger_timeline", COLUMNS, self.rows)
+        if self.updates:
+            cur.executemany(store.sql(
+                "UPDATE tcledger_timeline SET superseded_by = ?, supersession = ? "
+                "WHERE participant_id = ? AND version = ?"), self.updates)
+        self.rows, self.index, self.updates = [], {}, []
 
 
 def read_timeline(store: SqlStore, sealer: FieldSealer, participant_id: UUID,

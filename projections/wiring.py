@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 from infra.wiring import Services
+from projections.folding import RecordFolder
 from projections.runner import ProjectionRunner
 from projections.stats import ProgramStatsView
 from projections.summary import ParticipantSummaryView
 from projections.timeline import TimelineView
 
 
-def build_runner(services: Services, batch_size: int | None = None) -> ProjectionRunner:
+def build_runner(services: Services, batch_size: int | None = None,
+                 rebuild_batch_size: int | None = None) -> ProjectionRunner:
     ledger = services.ledger
     services.index.prepare()
-    summary = ParticipantSummaryView(
-        services.policies, services.sealer, services.index,
-        load=lambda stream_id, version: ledger.participant(stream_id, version=version))
+    # The summary and the statistics derive from the same folded records: one folder.
+    records = RecordFolder(lambda stream_id, version: ledger.participant(stream_id,
+                                                                          version=version))
+    summary = ParticipantSummaryView(services.policies, services.sealer, services.index,
+                                     records)
     timeline = TimelineView(services.sealer)
-    stats = ProgramStatsView(services.keys, load=summary.records.load)
+    stats = ProgramStatsView(services.keys, records)
     stats.prepare()
-    return ProjectionRunner(services.store, services.log, ledger.mapper,
-                            [summary, timeline, stats],
-                            batch_size=batch_size or services.settings.projection_batch_size)
+    settings = services.settings
+    return ProjectionRunner(
+        services.store, services.log, ledger.mapper, [summary, timeline, stats],
+        batch_size=batch_size or settings.projection_batch_size,
+        rebuild_batch_size=rebuild_batch_size or settings.projection_rebuild_batch_size,
+        preload_keys=services.keys.preload)
