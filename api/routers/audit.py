@@ -26,6 +26,7 @@ from infra.tokens import Caller
 from projections.timeline import describe, jsonable
 
 router = APIRouter(prefix="/audit", tags=["audit"])
+MAX_INT = 2 ** 62  # both stores' integers; beyond it no version or size can exist
 # The ledger and the access log hold no clinical content: auditors and admins. A bundle
 # carries the decoded record: auditors only (admins make no clinical reads).
 Auditor = Annotated[Caller, Depends(require("auditor", "admin"))]
@@ -57,7 +58,7 @@ def _head_for(ledger: Ledger, tree_size: int) -> TreeHead:
 
 @router.get("/tree-head")
 def tree_head(ledger: LedgerDep, _: Auditor,
-              tree_size: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
+              tree_size: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None) -> dict[str, Any]:
     """The latest signed tree head, or the head at `tree_size` (signed on demand)."""
     if tree_size is not None:
         return _head_for(ledger, tree_size).as_json()
@@ -85,8 +86,8 @@ def public_key(ledger: LedgerDep, _: Auditor) -> Response:
 
 @router.get("/proofs/inclusion")
 def inclusion(request: Request, ledger: LedgerDep, _: Auditor,
-              participant: UUID, version: Annotated[int, Query(ge=1)],
-              tree_size: Annotated[int | None, Query(ge=1)] = None) -> JSONResponse:
+              participant: UUID, version: Annotated[int, Query(ge=1, le=MAX_INT)],
+              tree_size: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None) -> JSONResponse:
     leaf = _leaf(request, ledger, participant, version)
     index = leaf["leaf_index"]
     if tree_size is None:
@@ -123,8 +124,8 @@ def _leaf(request: Request, ledger: Ledger, participant: UUID, version: int) -> 
 
 
 @router.get("/proofs/consistency")
-def consistency(ledger: LedgerDep, _: Auditor, first: Annotated[int, Query(ge=1)],
-                second: Annotated[int, Query(ge=1)]) -> dict[str, Any]:
+def consistency(ledger: LedgerDep, _: Auditor, first: Annotated[int, Query(ge=1, le=MAX_INT)],
+                second: Annotated[int, Query(ge=1, le=MAX_INT)]) -> dict[str, Any]:
     if first > second:
         raise Problem(400, "bad-tree-sizes", "first must not exceed second",
                       f"first={first}, second={second}")

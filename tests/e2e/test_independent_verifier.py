@@ -501,14 +501,9 @@ def test_signing_again_without_growth_answers_the_same_head(api: Any) -> None:
 @pytest.mark.parametrize("version", [2**63, 2**64 - 1, 2**64])
 def test_out_of_range_version_is_a_problem_not_a_crash(api: Any, store_kind: str, version: int,
                                                        request: pytest.FixtureRequest) -> None:
-    """FINDING (server bug, SQLite only): a version beyond SQLite's signed 64-bit INTEGER
-    (>= 2**63; README 1 makes versions u64) makes GET /audit/proofs/inclusion answer
-    500 Internal error (the log names OverflowError) instead of a 404/422 problem. PostgreSQL
-    answers 404. The tree_size parameters of the same endpoints already answer 404 there."""
-    if store_kind == "sqlite":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="server bug: SQLite OverflowError -> 500 for version >= 2**63 "
-                                "on GET /audit/proofs/inclusion"))
+    """Found by this verifier and fixed: a version beyond SQLite's signed 64-bit INTEGER
+    (>= 2**63; README 1 makes versions u64) made GET /audit/proofs/inclusion answer 500 on
+    SQLite. Versions and sizes past 2**62 are now refused as invalid on both stores."""
     pid = run_lifecycle(api, seed=81)["id"]
     response = api.get("/audit/proofs/inclusion", role=AUDITOR,
                        params={"participant": pid, "version": version})
