@@ -27,6 +27,7 @@ from eventsourcing.persistence import OperationalError
 
 from audit import merkle
 from audit.signing import HeadSigner, TreeHead
+from infra.background import Repeating
 from infra.sql import SqlStore
 
 log = structlog.get_logger("tcledger.audit")
@@ -441,21 +442,13 @@ class LedgerKeeper:
         self.followers = list(followers)  # more followers of the log (the access index)
         self.head_interval = head_interval
         self.poll = poll
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._background = Repeating("tcledger-ledger", self.tick, log, "ledger_failed")
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="tcledger-ledger", daemon=True)
-        self._thread.start()
+        self._background.start(self.poll)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._background.stop()
 
     def tick(self) -> None:
         self.ledger.catch_up()
@@ -470,17 +463,6 @@ class LedgerKeeper:
             and time.time() * 1000 - latest.timestamp_ms >= self.head_interval * 1000)
         if due:
             self.ledger.sign_head(size)
-
-    def _loop(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                self.tick()
-                failures = 0
-            except Exception as exc:  # keep running; report the kind, never the data
-                failures += 1
-                log.error("ledger_failed", error_type=type(exc).__name__, failures=failures)
-            self._stop.wait(self.poll * (2 ** min(failures, 6)))
 
 
 def _head(row: Any) -> TreeHead:

@@ -114,6 +114,22 @@ class KeyStore:
             self._cache[stream_id] = key
         return key
 
+    def load(self, stream_ids: list[UUID]) -> None:
+        """Unwraps the keys of many streams with one read (a caseload page), so that
+        opening each row does not cost a query. Erased and unknown streams are left for
+        `data_key` to report."""
+        missing = [str(s) for s in stream_ids if s not in self._cache]
+        for start in range(0, len(missing), 500):
+            chunk = missing[start:start + 500]
+            rows = self._store.fetch_all(
+                "SELECT stream_id, wrapped FROM tcledger_data_keys WHERE wrapped IS NOT NULL"
+                f" AND stream_id IN ({', '.join('?' * len(chunk))})", chunk)
+            found = {UUID(r["stream_id"]): self._kek.unwrap(UUID(r["stream_id"]),
+                                                            bytes(r["wrapped"])) for r in rows}
+            with self._lock:
+                for stream_id, key in found.items():
+                    self._cache.setdefault(stream_id, key)
+
     def preload(self) -> int:
         """Unwraps every live data key in one read, for a run that will need most of them
         (a rebuild): one query instead of one per stream. Returns how many."""

@@ -24,6 +24,7 @@ import structlog
 from eventsourcing.persistence import Mapper, Notification, OperationalError, StoredEvent
 
 from domain.errors import ParticipantErased
+from infra.background import Repeating
 from infra.log_reader import LogReader
 from infra.sql import SqlStore
 
@@ -85,8 +86,8 @@ class ProjectionRunner:
         self.preload_keys = preload_keys
         self._rebuilding = False
         self._stepping = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._background = Repeating("tcledger-projections", self.catch_up, log,
+                                     "projection_failed")
         with store.transaction() as cur:
             cur.execute(TRACKING_TABLE)
             for projection in projections:
@@ -254,30 +255,10 @@ class ProjectionRunner:
 
     def start(self, interval: float = 0.05) -> None:
         """Keeps the views current from a background thread of this process."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, args=(interval,),
-                                        name="tcledger-projections", daemon=True)
-        self._thread.start()
+        self._background.start(interval)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def _loop(self, interval: float) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                self.catch_up()
-                failures = 0
-            except Exception as exc:  # keep running; report the kind, never the data
-                failures += 1
-                log.error("projection_failed", error_type=type(exc).__name__,
-                          failures=failures)
-            self._stop.wait(interval * (2 ** min(failures, 6)))
+        self._background.stop()
 
     def _decode(self, note: Notification) -> LoggedEvent:
         stream_id = note.originator_id if isinstance(note.originator_id, UUID) \

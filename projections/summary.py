@@ -38,6 +38,18 @@ def _tables(blob: str, bigint: str) -> list[str]:
         f" doc_index TEXT, sealed {blob} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS tcledger_summary_facility"
         " ON tcledger_participant_summary (facility, status, admitted_position)",
+        # A caseload page is a facility's rows in one order, read from an index in that
+        # order: no sort of the whole facility per page (measured: 61 ms -> see bench).
+        "CREATE INDEX IF NOT EXISTS tcledger_summary_facility_admitted"
+        " ON tcledger_participant_summary (facility, admitted_position)",
+        "CREATE INDEX IF NOT EXISTS tcledger_summary_unit_admitted"
+        " ON tcledger_participant_summary (facility, unit, admitted_position)",
+        "CREATE INDEX IF NOT EXISTS tcledger_summary_facility_release"
+        " ON tcledger_participant_summary"
+        " (facility, COALESCE(expected_release_on, '9999-12-31'), admitted_position)",
+        "CREATE INDEX IF NOT EXISTS tcledger_summary_facility_stage_since"
+        " ON tcledger_participant_summary"
+        " (facility, COALESCE(stage_since, '9999-12-31'), admitted_position)",
         "CREATE INDEX IF NOT EXISTS tcledger_summary_doc"
         " ON tcledger_participant_summary (doc_index)",
         "CREATE TABLE IF NOT EXISTS tcledger_summary_consents ("

@@ -97,6 +97,7 @@ def list_caseload(request: Request, services: ServicesDep, caller: Reader,
         doc_index=services.index.digest("DOC", doc_number) if doc_number else None,
         flags=tuple(flag or ()), sort=sort, limit=limit, **_cursor(cursor, sort))
     rows = caseload.find(services.store, query, today)
+    services.keys.load([UUID(row["participant_id"]) for row in rows[:limit]])
     items = []
     for row in rows[:limit]:
         try:
