@@ -100,7 +100,7 @@ class AccessLog:
         self.mapper = mapper
         self._lock = threading.Lock()
         with store.transaction() as cur:
-            for statement in TABLES:
+            for statement in TABLES if store.create_tables else ():
                 cur.execute(statement)
             cur.execute(store.sql("SELECT name FROM tcledger_access_log_position WHERE name = ?"),
                         (self.NAME,))

@@ -173,7 +173,7 @@ class Ledger:
         self._frontier_size = -1
         self._node_cache: dict[int, bytes] = {}
         with store.transaction() as cur:
-            for statement in TABLES:
+            for statement in TABLES if store.create_tables else ():
                 cur.execute(statement.format(blob="BYTEA" if store.postgres else "BLOB"))
             cur.execute(store.sql("SELECT name FROM tcledger_ledger_state WHERE name = ?"),
                         (self.NAME,))

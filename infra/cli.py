@@ -67,6 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     verify_bundle.add_argument("--public-key", type=Path,
                                help="also require the bundle's key to be this one (PEM)")
 
+    db = commands.add_parser("db", help="the database: tables and the application's role")
+    db_commands = db.add_subparsers(dest="action", required=True)
+    db_commands.add_parser("migrate", help="make every missing table (run as the owner)")
+    grant = db_commands.add_parser(
+        "grant-app-role", help="PostgreSQL: give an existing role exactly what the "
+                               "application needs (INSERT and SELECT on the events)")
+    grant.add_argument("role")
+
     policy = commands.add_parser("policy", help="program policy files")
     policy_commands = policy.add_subparsers(dest="action", required=True)
     check = policy_commands.add_parser("check", help="validate a policy file")
@@ -99,6 +107,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from infra.wiring import build
     configure_logging(settings.log_level, stream=Stderr())  # stdout is the command's answer
+    if args.command == "db" and args.action == "migrate":
+        settings = settings.model_copy(update={"create_tables": True})
     services = build(settings)
     try:
         if args.command == "tokens":
@@ -107,6 +117,8 @@ def _run(args: argparse.Namespace) -> int:
             return _projections(services, args)
         if args.command == "audit":
             return int(importlib.import_module("audit.cli").run(services, args))
+        if args.command == "db":
+            return _db(services, args)
         count = services.keys.rotate(KeyEncryptionKey.from_file(args.new_kek_file))
         print(f"re-wrapped {count} data keys; now point TCLEDGER_KEK_FILE at the new key")
         return 0
@@ -129,6 +141,46 @@ def _tokens(services: object, args: argparse.Namespace) -> int:
     elif not store.revoke(args.token_id):
         print(f"tcledger: no active token {args.token_id}", file=sys.stderr)
         return 1
+    return 0
+
+
+# Tables whose rows, once written, are never changed: the application's role may only add
+# to them. The triggers refuse changes to the events even to their owner.
+APPEND_ONLY = ("tcledger_ledger_leaves", "tcledger_ledger_nodes", "tcledger_ledger_heads")
+
+
+def _db(services: Any, args: argparse.Namespace) -> int:
+    if args.action == "migrate":
+        # Every table is made by the objects that use it.
+        importlib.import_module("projections.wiring").build_runner(services)
+        audit = importlib.import_module("audit.wiring")
+        audit.build_ledger(services)
+        audit.build_access_log(services)
+        print("every table is in place", file=sys.stderr)
+        return 0
+    if not services.settings.uses_postgres:
+        print("tcledger: grant-app-role is for PostgreSQL; SQLite has no roles", file=sys.stderr)
+        return 2
+    from psycopg.sql import SQL, Identifier
+    events = services.ledger.recorder.events_table_name
+    role = Identifier(args.role)
+    with services.store.datastore.get_connection() as conn:
+        schema = conn.execute("SELECT current_schema() AS s").fetchone()["s"]
+        tables = [r["tablename"] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename LIKE "
+            r"'tcledger\_%%' ORDER BY tablename", (schema,)).fetchall()]
+        with conn.transaction():
+            conn.execute(SQL("GRANT USAGE ON SCHEMA {} TO {}").format(Identifier(schema), role))
+            for table in tables:
+                rights = "SELECT, INSERT" if table == events or table in APPEND_ONLY \
+                    else "SELECT, INSERT, UPDATE, DELETE"
+                conn.execute(SQL("GRANT " + rights + " ON {} TO {}").format(
+                    Identifier(schema, table), role))
+            conn.execute(SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(
+                Identifier(schema), role))
+    print(f"granted {args.role}: INSERT and SELECT on {events} and the ledger, and what the "
+          f"views, keys and tokens need on {len(tables) - 1 - len(APPEND_ONLY)} more tables; "
+          "run the application as it with TCLEDGER_CREATE_TABLES=false", file=sys.stderr)
     return 0
 
 

@@ -9,6 +9,7 @@ tcledger's own tables are created here too, beside the events they belong with.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 from psycopg import ClientCursor
 from psycopg.pq import TransactionStatus
-from psycopg.sql import SQL, Composable, Identifier
+from psycopg.sql import SQL, Composable, Identifier, Literal
 
 from infra.group_commit import Append, GroupCommitter
 
@@ -107,8 +108,15 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         self._group = GroupCommitter(self._write_batch)
         self._insert_statements: dict[tuple[int, bool], Composable] = {}
-        self._lock_statement = SQL("LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE").format(
-            schema=Identifier(datastore.schema), table=Identifier(events_table_name))
+        # Appenders take one transaction-scoped advisory lock, so that the global order of
+        # notification ids is the order of commits (a reader that asks for everything after
+        # the last id it saw can never miss a later commit). The library's LOCK TABLE ... IN
+        # EXCLUSIVE MODE does the same but needs UPDATE, DELETE or TRUNCATE privilege, and
+        # the application's role has only INSERT and SELECT on the events (DESIGN.md).
+        lock_key = int.from_bytes(hashlib.sha256(
+            b"tcledger-append|" + events_table_name.encode()).digest()[:8], "big", signed=True)
+        self._lock_statement = SQL("SELECT pg_advisory_xact_lock({key})").format(
+            key=Literal(lock_key))
         schema, table = Identifier(datastore.schema), Identifier(events_table_name)
         # The answer's position is the notification id of the append's last event, read
         # inside the same transaction.
@@ -190,6 +198,7 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
                 if conn.info.transaction_status != TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
                 raise
+        returned = returned[1:]  # the lock's own (empty) answer
         for append, rows in zip(batch, returned, strict=True):
             ordered = sorted(rows, key=lambda r: r["originator_version"])
             append.ids = [row["notification_id"] for row in ordered]

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         60.0, gt=0, description="seconds between signed tree heads while the log grows")
     projection_rebuild_batch_size: int = Field(
         250_000, ge=1, description="log entries per transaction while a view is rebuilt")
+    create_tables: bool = Field(
+        True, description="make missing tables at start; false for the restricted "
+                          "application role, after `tcledger db migrate` as the owner")
     token_cache_seconds: float = Field(
         5.0, description="how long a checked token is trusted without asking the database")
 

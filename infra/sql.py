@@ -13,9 +13,12 @@ from typing import Any
 
 
 class SqlStore:
-    def __init__(self, datastore: Any, *, postgres: bool) -> None:
+    def __init__(self, datastore: Any, *, postgres: bool, create_tables: bool = True) -> None:
         self.datastore = datastore
         self.postgres = postgres
+        # False when the process runs as the restricted application role: the tables were
+        # made by their owner (`tcledger db migrate`) and this role may not create any.
+        self.create_tables = create_tables
 
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.postgres else statement

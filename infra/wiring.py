@@ -77,7 +77,7 @@ def resolve_kek(settings: Settings) -> tuple[KeyEncryptionKey, bool]:
 
 
 def persistence_env(settings: Settings) -> dict[str, str]:
-    env = {"CREATE_TABLE": "y"}
+    env = {"CREATE_TABLE": "y" if settings.create_tables else "n"}
     if settings.uses_postgres:
         url = urlparse(settings.database_url)
         env.update({
@@ -110,7 +110,7 @@ def build(settings: Settings) -> Services:
     ledger = TCLedger(policies, keys, env=persistence_env(settings), mapper=EncryptedMapper(keys),
                       live_records=settings.aggregate_cache_size)
     store = SqlStore(ledger.factory.datastore,  # type: ignore[attr-defined]
-                     postgres=settings.uses_postgres)
+                     postgres=settings.uses_postgres, create_tables=settings.create_tables)
     keys.attach(store)
     return Services(settings, policies, keys, ledger, store,
                     TokenStore(store, settings.token_cache_seconds),

@@ -89,9 +89,11 @@ class ProjectionRunner:
         self._background = Repeating("tcledger-projections", self.catch_up, log,
                                      "projection_failed")
         with store.transaction() as cur:
-            cur.execute(TRACKING_TABLE)
+            if store.create_tables:
+                cur.execute(TRACKING_TABLE)
             for projection in projections:
-                projection.create_tables(cur, store)
+                if store.create_tables:
+                    projection.create_tables(cur, store)
                 cur.execute(store.sql("SELECT name FROM tcledger_projection_positions "
                                       "WHERE name = ?"), (projection.name,))
                 if cur.fetchone() is None:
