@@ -50,8 +50,10 @@ Guard = Callable[[Participant], None]
 RecordWith = Callable[[UUID, int, dict[str, Any]], dict[str, Any]]
 # A command on several records at once, all or nothing (peer feedback, mentors).
 JointCommand = Callable[[dict[UUID, "Participant"]], Any]
-# Side records of a write to several streams: given each written stream's version after it.
-RecordWithMany = Callable[[dict[UUID, int]], dict[str, Any]]
+# Side records of a write to several streams, given each record's outcome (its version
+# after the write, or the refusal).
+Outcomes = Mapping[UUID, "WriteResult | DomainError"]
+RecordWithMany = Callable[[Outcomes], dict[str, Any]]
 
 T = TypeVar("T")
 CONFLICT_RETRIES = 8  # then the caller hears 409 and may retry itself
@@ -228,7 +230,7 @@ class TCLedger(Application[UUID]):
                             changed.append(participant)
                         outcomes[pid] = WriteResult(pid, participant.version, 0,
                                                     outcome if isinstance(outcome, dict) else {})
-                    positions = self._save_many(changed, record_with)
+                    positions = self._save_many(changed, record_with, outcomes)
                 except RecordConflictError:
                     for participant in changed:
                         self._live.drop(participant.id)
@@ -259,9 +261,11 @@ class TCLedger(Application[UUID]):
                     outcome = command(participants)
                     extra = outcome if isinstance(outcome, dict) else {}
                     changed = [p for p in participants.values() if p.pending_events]
-                    positions = self._save_many(changed, record_with)
-                    return {pid: WriteResult(pid, p.version, positions.get(pid, 0), extra)
-                            for pid, p in participants.items()}
+                    results = {pid: WriteResult(pid, p.version, 0, extra)
+                               for pid, p in participants.items()}
+                    positions = self._save_many(changed, record_with, results)
+                    return {pid: replace(r, position=positions.get(pid, 0))
+                            for pid, r in results.items()}
                 except RecordConflictError:
                     for pid in ids:
                         self._live.drop(pid)
@@ -348,12 +352,12 @@ class TCLedger(Application[UUID]):
             stack.enter_context(lock)
         return stack
 
-    def _save_many(self, changed: list[Participant],
-                   record_with: RecordWithMany | None) -> dict[UUID, int]:
+    def _save_many(self, changed: list[Participant], record_with: RecordWithMany | None,
+                   outcomes: Outcomes) -> dict[UUID, int]:
         """One transaction for every changed record; each record's last log position."""
         if not changed:
             return {}
-        side = record_with({p.id: p.version for p in changed}) if record_with else {}
+        side = record_with(outcomes) if record_with else {}
         positions: dict[UUID, int] = {}
         for recording in self.save(*changed, **side):
             stream = recording.domain_event.originator_id
