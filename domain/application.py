@@ -278,8 +278,9 @@ class TCLedger(Application[UUID]):
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         raise AssertionError("unreachable")
 
-    def hold_group(self, session: GroupSession) -> WriteResult:
-        return self._save(session, {}, None)
+    def hold_group(self, session: GroupSession,
+                   record_with: RecordWith | None = None) -> WriteResult:
+        return self._save(session, {}, record_with)
 
     def group(self, group_id: UUID) -> GroupSession:
         try:

@@ -20,6 +20,7 @@ from domain.groups import GroupSession
 from domain.participant import Participant
 from domain.policy import ProgramPolicy
 from infra.peers import PeerLinks
+from infra.recorders import IdempotencyRecord
 from infra.wiring import Services
 
 groups = APIRouter(prefix="/groups", tags=["community"])
@@ -45,7 +46,11 @@ def hold_group(body: s.GroupIn, request: Request, services: ServicesDep,
         policy, by=writer.by, facility=body.facility, unit=body.unit, kind=body.kind,
         held_at=body.held_at, duration_minutes=body.duration_minutes,
         facilitator_staff_id=body.facilitator.staff, topic=body.topic)
-    result = services.ledger.hold_group(session)
+    with writer.racing_retry():
+        result = services.ledger.hold_group(session, record_with=lambda sid, version, extra: (
+            {} if writer.key is None else {"idempotency": IdempotencyRecord(
+                caller.actor_id, writer.key, writer.request_hash, 201,
+                {"id": str(sid), "version": version, "group_id": str(sid)})}))
     return answer({**written(result), "group_id": str(result.id)}, 201)
 
 

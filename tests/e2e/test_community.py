@@ -131,6 +131,15 @@ def test_a_roster_retried_with_its_idempotency_key_gets_the_first_answer(api):
             422, "urn:tcledger:problem:idempotency-key-reused")
 
 
+def test_a_session_retried_with_its_idempotency_key_is_recorded_once(api):
+    body = {"facility": "F-NORTH", "kind": "seminar", "held_at": hours_ago(1),
+            "facilitator": {"staff": "staff-f1"}}
+    first = ok(api.post("/groups", body, **{"Idempotency-Key": "session-1"}))
+    with writes_nothing(api):
+        again = ok(api.post("/groups", body, **{"Idempotency-Key": "session-1"}), 200)
+    assert again["group_id"] == first["group_id"]
+
+
 def test_bad_sessions_and_rosters_are_refused_whole_and_write_nothing(api):
     pid = admit(api, 1300)
     group = hold(api)

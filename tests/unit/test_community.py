@@ -402,3 +402,14 @@ def test_erasure_destroys_the_keys_of_every_peer_link(
         pol, by=by, version=2, at=days_ago(0), reason="wrong resident"))
     ledger.erase(a, by, "retention period ended")
     assert {str(k) for k in keys.destroyed} == {str(a), one.link_id}
+
+
+def test_records_are_locked_once_each_in_one_order_whatever_the_order_asked() -> None:
+    from uuid import UUID
+
+    from domain.live import LiveRecords
+
+    live: LiveRecords[object] = LiveRecords(10)
+    a, b, same_stripe_as_a = UUID(int=5), UUID(int=3), UUID(int=5 + 256)
+    assert live.locks([a, b]) == live.locks([b, a, same_stripe_as_a])
+    assert len(live.locks([a, same_stripe_as_a])) == 1
