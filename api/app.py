@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import problems
 from api.keeper import ProjectionProcess
 from api.problems import problem_response
-from api.routers import admin, audit, health, participants, programs, replay
+from api.routers import admin, audit, community, health, participants, programs, replay
 from audit.access import Access, AccessLog
 from audit.ledger import LedgerKeeper
 from audit.wiring import build_access_log, build_keeper, build_ledger
@@ -195,6 +195,8 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
                    audit.router):
         app.include_router(router)
     app.include_router(replay.router)  # /audit/participants/{id}/replay
+    app.include_router(community.groups)
+    app.include_router(community.router)  # /participants/{id}/peer-feedback, mentors, ...
     app.add_middleware(RequestMiddleware, max_body_bytes=services.settings.max_body_bytes,
                        in_flight=app.state.in_flight, access_log=access_log)
     return app

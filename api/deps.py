@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from api.problems import Answered, Problem, unauthenticated
 from audit.access import Access
-from domain.application import Command, WriteResult
+from domain.application import Command, Outcomes, RecordWithMany, WriteResult
 from domain.errors import ParticipantNotFound
 from domain.participant import Participant
 from domain.provenance import Provenance
@@ -194,6 +194,23 @@ class Writer:
         body = {"id": str(stream_id), "version": version, **extra}
         side["idempotency"] = IdempotencyRecord(self.caller.actor_id, self.key,
                                                 self.request_hash, 201, body)
+        return side
+
+    def record_with_many(self, participant_ids: list[UUID],
+                         body: Callable[[Outcomes], dict[str, Any]]) -> RecordWithMany:
+        """The side records of a write to several records: one access log entry naming every
+        participant the request touched, and the idempotency answer `body` makes."""
+        def side(outcomes: Outcomes) -> dict[str, Any]:
+            found: dict[str, Any] = {}
+            access_log = getattr(self.request.app.state, "access_log", None)
+            if access_log is not None:
+                found["also"] = [access_log.stored(access_entry(
+                    self.request, [str(p) for p in participant_ids], "write", 201))]
+                self.request.state.access_recorded = True
+            if self.key is not None:
+                found["idempotency"] = IdempotencyRecord(
+                    self.caller.actor_id, self.key, self.request_hash, 201, body(outcomes))
+            return found
         return side
 
     async def run(self, participant_id: UUID, command: Command, *,

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import schemas
 from domain.errors import (
+    DomainError,
     InvalidValue,
     NotFound,
     ParticipantErased,
@@ -186,3 +187,24 @@ def install(app: FastAPI) -> None:
         log.error("unhandled_error", error_type=type(exc).__name__)
         return problem_response(500, "internal", "Internal error",
                                 "the request failed; quote the X-Request-ID to an operator")
+
+
+def refusal_body(exc: DomainError, field_prefix: str = "") -> dict[str, Any]:
+    """A domain refusal as the problem body its own request would have got: for one line
+    of a request that is answered line by line (a roster)."""
+    if isinstance(exc, RuleViolation):
+        return {"type": f"urn:tcledger:rule:{exc.rule}", "title": "A program rule refused this",
+                "status": 409, "detail": exc.detail, "rule": exc.rule}
+    if isinstance(exc, InvalidValue):
+        field = f"{field_prefix}{exc.field}"
+        return {"type": "urn:tcledger:problem:validation", "title": "Invalid request",
+                "status": 422, "detail": f"{field}: {exc.detail}",
+                "errors": [{"field": field, "message": exc.detail}]}
+    if isinstance(exc, ParticipantErased):
+        return {"type": "urn:tcledger:problem:erased", "title": "Participant erased",
+                "status": 410, "detail": "this participant's record was erased"}
+    if isinstance(exc, NotFound):
+        return {"type": "urn:tcledger:problem:not-found", "title": f"Unknown {exc.what}",
+                "status": 404, "detail": str(exc)}
+    return {"type": "urn:tcledger:problem:refused", "title": "Refused", "status": 409,
+            "detail": type(exc).__name__}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from pydantic import (
     AfterValidator,
@@ -258,6 +259,71 @@ class TokenIn(Body):
     role: Literal["counselor", "supervisor", "auditor", "integration", "admin"]
     name: Name
     facility: Code | None = None
+
+
+# --- community life ---------------------------------------------------------------------
+
+class FacilitatorIn(Body):
+    staff: Ident
+
+
+class GroupIn(Body):
+    program: Code | None = Field(default=None, description="needed when several programs "
+                                 "are loaded")
+    facility: Code
+    unit: Code | None = None
+    kind: Code
+    held_at: datetime
+    duration_minutes: int = Field(default=60, ge=1, le=600)
+    facilitator: FacilitatorIn
+    topic: Name | None = None
+
+
+class AttendanceLineIn(Body):
+    participant_id: UUID
+    status: Code = Field(description="present, late, excused or absent; anything else is "
+                         "refused for that line")
+    note: Text | None = None
+
+
+class AttendanceIn(Body):
+    records: list[AttendanceLineIn] = Field(min_length=1, max_length=500)
+
+
+class PeerFeedbackIn(Body):
+    kind: Code = Field(description="pull-up or affirmation")
+    from_participant: UUID
+    behaviour: Reason
+    observed_at: PastTime
+    infraction_id: Ident | None = None
+    reason: Reason
+
+
+class MentorIn(Body):
+    mentor_participant_id: UUID
+    started_on: PastDate | None = None
+    reason: Reason
+
+
+class EndIn(Body):
+    ended_on: PastDate | None = None
+    reason: Reason
+
+
+class FollowUpIn(Body):
+    window: Code
+    contacted_on: PastDate | None = None
+    method: Code
+    reached: StrictBool
+    outcomes: dict[Code, StrictBool | None] = Field(default_factory=dict, max_length=20)
+    reason: Reason
+
+
+class RecoverySupportIn(Body):
+    kind: Code
+    provider: Name | None = None
+    started_on: PastDate | None = None
+    reason: Reason
 
 
 class WriteOut(BaseModel):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
+from uuid import UUID
 
+from domain.community import attendance_summary, next_follow_up_due
 from domain.events import ParticipantEvent
 from domain.participant import Participant
 from domain.policy import ProgramPolicy
 from domain.summary import days_in_program, days_in_stage, flags
+from infra.peers import PeerLinks
+from infra.wiring import Services
 from projections.timeline import describe, jsonable
 
 
@@ -54,9 +59,15 @@ def caseload_item(row: dict[str, Any], personal: dict[str, Any],
     }
 
 
-def record_view(p: Participant, policy: ProgramPolicy, today: date) -> dict[str, Any]:
+# Who a peer link names, from the holding record: None once either side was erased.
+PeerResolver = Callable[[str, str, UUID], UUID | None]
+
+
+def record_view(p: Participant, policy: ProgramPolicy, today: date,
+                peers: PeerResolver | None = None) -> dict[str, Any]:
     st = p.state
     body = summary_view(p, policy, today)
+    body.update(community_view(p, policy, today, peers))
     body.update({
         "date_of_birth": jsonable(st.date_of_birth), "external_ids": jsonable(st.external_ids),
         "referral_source": st.referral_source,
@@ -82,5 +93,49 @@ def record_view(p: Participant, policy: ProgramPolicy, today: date) -> dict[str,
     return body
 
 
+def community_view(p: Participant, policy: ProgramPolicy, today: date,
+                   peers: PeerResolver | None) -> dict[str, Any]:
+    """Attendance against the stage's requirement, peers (named only while both records
+    exist), aftercare. Without a resolver every peer is "a peer"."""
+    st = p.state
+
+    def peer(entry: dict[str, Any]) -> dict[str, Any]:
+        found = peers(entry["link_id"], entry["peer"], p.id) if peers else None
+        return {"id": str(found)} if found else {"id": None, "label": "a peer"}
+
+    def mentorship(m: dict[str, Any]) -> dict[str, Any]:
+        return {"mentor_id": m["mentor_id"], "side": m["side"], "peer": peer(m),
+                "started_on": m["started_on"], "ended_on": m["ended_on"]}
+
+    mentorships = [mentorship(m) for m in st.mentorships.values()]
+    return {
+        "attendance": attendance_summary(st, policy, today),
+        "mentor": next((m for m in mentorships if m["side"] == "mentee"
+                        and m["ended_on"] is None), None),
+        "mentees": [m for m in mentorships if m["side"] == "mentor" and m["ended_on"] is None],
+        "mentorships": mentorships,
+        "peer_feedback": [
+            {"feedback_id": f["feedback_id"], "kind": f["kind"], "side": f["side"],
+             "peer": peer(f), "behaviour": f["behaviour"], "observed_at": f["observed_at"],
+             "infraction_id": f["infraction_id"]} for f in st.peer_feedback.values()],
+        "recovery_supports": jsonable(list(st.recovery_supports.values())),
+        "follow_ups": jsonable(list(st.follow_ups.values())),
+        "next_follow_up_due": next_follow_up_due(st, policy),
+    }
+
+
 def event_view(e: ParticipantEvent, position: int | None) -> dict[str, Any]:
     return {**describe(e), "position": position}
+
+
+def peer_resolver(services: Services) -> PeerResolver:
+    """Resolves peer links through their keys, each link once per request."""
+    links = PeerLinks(services.keys)
+    seen: dict[tuple[str, str, UUID], UUID | None] = {}
+
+    def resolve(link_id: str, sealed: str, holder: UUID) -> UUID | None:
+        key = (link_id, sealed, holder)
+        if key not in seen:
+            seen[key] = links.resolve(link_id, sealed, holder)
+        return seen[key]
+    return resolve

@@ -46,18 +46,21 @@ BUILDS_ON: tuple[tuple[type[ev.ParticipantEvent], tuple[type[ev.ParticipantEvent
                             ev.ResultDisputed), "specimen_id"),
     (ev.TestResulted, (ev.ResultConfirmed, ev.ResultReviewed, ev.ResultDisputed),
      "specimen_id"),
-    (ev.InfractionRecorded, (ev.SanctionImposed,), "infraction_id"),
+    (ev.InfractionRecorded, (ev.SanctionImposed, ev.PeerFeedbackRecorded), "infraction_id"),
     (ev.SanctionImposed, (ev.SanctionClosed,), "sanction_id"),
     (ev.JobFunctionAssigned, (ev.JobFunctionEnded,), "job_id"),
     (ev.ConsentGiven, (ev.ConsentRevoked, ev.DisclosureMade), "consent_id"),
     (ev.AmendmentRequested, (ev.AmendmentDenied, ev.DisagreementFiled), "amendment_id"),
     (ev.AmendmentDenied, (ev.DisagreementFiled,), "amendment_id"),
+    (ev.MentorAssigned, (ev.MentorEnded,), "mentor_id"),
+    (ev.RecoverySupportLinked, (ev.RecoverySupportEnded,), "support_id"),
 )
 # What no command records on a discharged record: their dates bound a discharge's date.
 AFTER_DISCHARGE = (ev.ConsentGiven, ev.ConsentRevoked, ev.DisclosureMade,
                    ev.AftercareHandoffSent, ev.AmendmentRequested, ev.AmendmentDenied,
                    ev.DisagreementFiled, ev.LegalHoldPlaced, ev.LegalHoldReleased,
-                   ev.Discharged)
+                   ev.Discharged, ev.FollowUpRecorded, ev.RecoverySupportLinked,
+                   ev.RecoverySupportEnded, ev.MentorEnded)
 
 
 # --- reading a history -----------------------------------------------------------------
@@ -287,6 +290,8 @@ def _check(policy: ProgramPolicy, e: ev.ParticipantEvent, before: ParticipantSta
         _check_sanction_grades(policy, e, later)
     elif isinstance(e, ev.ConsentGiven):
         _check_consent(e, later)
+    elif isinstance(e, ev.FollowUpRecorded):
+        _check_follow_up(e, before)
     _check_window(e, changed)
 
 
@@ -352,6 +357,15 @@ def _check_consent(e: ev.ConsentGiven, later: list[ev.ParticipantEvent]) -> None
             raise RuleViolation("disclosure-outside-consent",
                                 f"the disclosure of version {d.originator_version} was made "
                                 "after that expiry date; request an amendment instead")
+
+
+def _check_follow_up(e: ev.FollowUpRecorded, before: ParticipantState) -> None:
+    from domain.community import checked_outcomes  # not at the top: community builds on this
+
+    checked_outcomes(e.reached, e.outcomes, "changes.outcomes")
+    if before.discharge is not None and e.effective_on.isoformat() < \
+            before.discharge["effective_on"]:
+        raise InvalidValue("changes.effective_at", "must not be before the discharge")
 
 
 def _check_discharge_order(e: ev.ParticipantEvent, earlier: list[ev.ParticipantEvent],

@@ -11,8 +11,9 @@ from __future__ import annotations
 import copy
 import random
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Protocol, TypeVar, cast
 from uuid import UUID
@@ -27,7 +28,15 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import get_topic
 
 from domain import events as ev
-from domain.errors import ParticipantErased, ParticipantNotFound, VersionMismatch
+from domain.community import peer_links
+from domain.errors import (
+    DomainError,
+    NotFound,
+    ParticipantErased,
+    ParticipantNotFound,
+    VersionMismatch,
+)
+from domain.groups import GroupSession
 from domain.live import LiveRecords
 from domain.participant import Participant
 from domain.policy import PolicyBook, ProgramPolicy
@@ -39,6 +48,12 @@ Guard = Callable[[Participant], None]
 # Side records to commit with the events, built once the command has decided: given the
 # stream id, its version after the write and the command's outcome (new ids).
 RecordWith = Callable[[UUID, int, dict[str, Any]], dict[str, Any]]
+# A command on several records at once, all or nothing (peer feedback, mentors).
+JointCommand = Callable[[dict[UUID, "Participant"]], Any]
+# Side records of a write to several streams, given each record's outcome (its version
+# after the write, or the refusal).
+Outcomes = Mapping[UUID, "WriteResult | DomainError"]
+RecordWithMany = Callable[[Outcomes], dict[str, Any]]
 
 T = TypeVar("T")
 CONFLICT_RETRIES = 8  # then the caller hears 409 and may retry itself
@@ -188,6 +203,94 @@ class TCLedger(Application[UUID]):
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         raise AssertionError("unreachable")
 
+    def execute_each(self, commands: Mapping[UUID, Command], *, guard: Guard | None = None,
+                     record_with: RecordWithMany | None = None
+                     ) -> dict[UUID, WriteResult | DomainError]:
+        """Runs one command per record (a roster) and saves every accepted record in one
+        transaction. A record its command refuses gets the refusal and nothing written; a
+        command that records nothing (a replay) gets its record's version. On a version
+        conflict the whole set is reloaded and run again."""
+        ids = list(commands)
+        for attempt in range(CONFLICT_RETRIES):
+            with self._locked(ids):
+                outcomes: dict[UUID, WriteResult | DomainError] = {}
+                changed: list[Participant] = []
+                try:
+                    for pid in ids:
+                        try:
+                            participant = self._current(pid, catch_up=False)
+                            if guard is not None:
+                                guard(participant)
+                            outcome = commands[pid](participant, self.policy_of(participant))
+                        except DomainError as refusal:
+                            self._live.drop(pid)  # the command may have half-decided
+                            outcomes[pid] = refusal
+                            continue
+                        if participant.pending_events:
+                            changed.append(participant)
+                        outcomes[pid] = WriteResult(pid, participant.version, 0,
+                                                    outcome if isinstance(outcome, dict) else {})
+                    positions = self._save_many(changed, record_with, outcomes)
+                except RecordConflictError:
+                    for participant in changed:
+                        self._live.drop(participant.id)
+                    if attempt == CONFLICT_RETRIES - 1:
+                        raise
+                    continue
+                except BaseException:
+                    for pid in ids:
+                        self._live.drop(pid)
+                    raise
+                return {pid: replace(o, position=positions.get(pid, 0))
+                        if isinstance(o, WriteResult) else o for pid, o in outcomes.items()}
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise AssertionError("unreachable")
+
+    def execute_together(self, ids: Sequence[UUID], command: JointCommand, *,
+                         guard: Guard | None = None, record_with: RecordWithMany | None = None
+                         ) -> dict[UUID, WriteResult]:
+        """Runs one command over several records and saves them all in one transaction, or
+        none when it refuses; retries the whole set when another writer won a race."""
+        for attempt in range(CONFLICT_RETRIES):
+            with self._locked(ids):
+                try:
+                    participants = {pid: self._current(pid, catch_up=False) for pid in ids}
+                    if guard is not None:
+                        for participant in participants.values():
+                            guard(participant)
+                    outcome = command(participants)
+                    extra = outcome if isinstance(outcome, dict) else {}
+                    changed = [p for p in participants.values() if p.pending_events]
+                    results = {pid: WriteResult(pid, p.version, 0, extra)
+                               for pid, p in participants.items()}
+                    positions = self._save_many(changed, record_with, results)
+                    return {pid: replace(r, position=positions.get(pid, 0))
+                            for pid, r in results.items()}
+                except RecordConflictError:
+                    for pid in ids:
+                        self._live.drop(pid)
+                    if attempt == CONFLICT_RETRIES - 1:
+                        raise
+                except BaseException:
+                    for pid in ids:
+                        self._live.drop(pid)
+                    raise
+            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise AssertionError("unreachable")
+
+    def hold_group(self, session: GroupSession,
+                   record_with: RecordWith | None = None) -> WriteResult:
+        return self._save(session, {}, record_with)
+
+    def group(self, group_id: UUID) -> GroupSession:
+        try:
+            session: object = self.repository.get(group_id)
+        except (AggregateNotFoundError, ParticipantErased):
+            raise NotFound("group", group_id) from None
+        if not isinstance(session, GroupSession):
+            raise NotFound("group", group_id)
+        return session
+
     def erase(self, participant_id: UUID, by: Provenance, reason: str,
               record_with: RecordWith | None = None) -> WriteResult:
         """Crypto-shreds a participant: the erasure is recorded on its own stream, then the
@@ -198,6 +301,9 @@ class TCLedger(Application[UUID]):
             record = ErasureRecord.create(participant_id, participant.version, by, reason)
             result = self._save(record, {}, record_with)
             self.keys.destroy_data_key(participant_id)
+            for link in peer_links(participant.history):
+                # Each peer's record keeps the fact, but no longer who it was with.
+                self.keys.destroy_data_key(UUID(link))
             self.forget(participant_id)
         return WriteResult(participant_id, participant.version, result.position)
 
@@ -241,7 +347,25 @@ class TCLedger(Application[UUID]):
             raise ParticipantNotFound(participant_id)
         return participant
 
-    def _save(self, aggregate: Participant | ErasureRecord, extra: dict[str, Any],
+    def _locked(self, ids: Sequence[UUID]) -> ExitStack:
+        stack = ExitStack()
+        for lock in self._live.locks(ids):
+            stack.enter_context(lock)
+        return stack
+
+    def _save_many(self, changed: list[Participant], record_with: RecordWithMany | None,
+                   outcomes: Outcomes) -> dict[UUID, int]:
+        """One transaction for every changed record; each record's last log position."""
+        if not changed:
+            return {}
+        side = record_with(outcomes) if record_with else {}
+        positions: dict[UUID, int] = {}
+        for recording in self.save(*changed, **side):
+            stream = recording.domain_event.originator_id
+            positions[stream] = max(positions.get(stream, 0), recording.notification.id)
+        return positions
+
+    def _save(self, aggregate: Participant | ErasureRecord | GroupSession, extra: dict[str, Any],
               record_with: RecordWith | None) -> WriteResult:
         side = record_with(aggregate.id, aggregate.version, extra) if record_with else {}
         recordings = self.save(aggregate, **side)

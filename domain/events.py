@@ -470,6 +470,112 @@ class AftercareHandoffSent(ParticipantEvent):
                                      "sent_on": self.effective_on.isoformat()})
 
 
+# --- community life --------------------------------------------------------------------
+# A peer appears in a record only as `link_id` and `peer`: the peer's id sealed under the
+# key of the link between the two records (see domain.community). Erasing either of them
+# destroys that key, so the other's record can only say "a peer" from then on.
+
+class GroupAttendanceEvent(ParticipantEvent):
+    group_id: str
+    kind: str
+    facility: str
+    held_at: datetime
+    status: str
+    note: str | None
+
+    requires_reason = False
+    correctable = frozenset({"status", "note"})
+
+    def evolve(self, s: ParticipantState) -> None:
+        s.attendance[self.group_id] = {
+            "group_id": self.group_id, "kind": self.kind, "held_at": self.held_at.isoformat(),
+            "status": self.status, "note": self.note}
+
+
+class GroupAttended(GroupAttendanceEvent):
+    """Present or late at a group session."""
+
+
+class GroupMissed(GroupAttendanceEvent):
+    """Excused or absent from a group session."""
+
+
+class PeerFeedbackRecorded(ParticipantEvent):
+    feedback_id: str
+    kind: str
+    side: str
+    link_id: str
+    peer: str
+    behaviour: str
+    observed_at: datetime
+    infraction_id: str | None
+
+    correctable = frozenset({"behaviour", "observed_at"})
+
+    def evolve(self, s: ParticipantState) -> None:
+        s.peer_feedback[self.feedback_id] = {
+            "feedback_id": self.feedback_id, "kind": self.kind, "side": self.side,
+            "link_id": self.link_id, "peer": self.peer, "behaviour": self.behaviour,
+            "observed_at": self.observed_at.isoformat(), "infraction_id": self.infraction_id}
+
+
+class MentorAssigned(ParticipantEvent):
+    mentor_id: str
+    side: str
+    link_id: str
+    peer: str
+
+    def evolve(self, s: ParticipantState) -> None:
+        s.mentorships[self.mentor_id] = {
+            "mentor_id": self.mentor_id, "side": self.side, "link_id": self.link_id,
+            "peer": self.peer, "started_on": self.effective_on.isoformat(), "ended_on": None}
+
+
+class MentorEnded(ParticipantEvent):
+    mentor_id: str
+
+    def evolve(self, s: ParticipantState) -> None:
+        if self.mentor_id in s.mentorships:
+            s.mentorships[self.mentor_id]["ended_on"] = self.effective_on.isoformat()
+
+
+class FollowUpRecorded(ParticipantEvent):
+    follow_up_id: str
+    window: str
+    method: str
+    reached: bool
+    outcomes: dict[str, bool | None]
+
+    correctable = frozenset({"method", "reached", "outcomes"})
+
+    def evolve(self, s: ParticipantState) -> None:
+        s.follow_ups[self.follow_up_id] = {
+            "follow_up_id": self.follow_up_id, "window": self.window,
+            "contacted_on": self.effective_on.isoformat(), "method": self.method,
+            "reached": self.reached, "outcomes": dict(self.outcomes)}
+
+
+class RecoverySupportLinked(ParticipantEvent):
+    support_id: str
+    kind: str
+    provider: str | None
+
+    correctable = frozenset({"kind", "provider"})
+
+    def evolve(self, s: ParticipantState) -> None:
+        s.recovery_supports[self.support_id] = {
+            "support_id": self.support_id, "kind": self.kind, "provider": self.provider,
+            "started_on": self.effective_on.isoformat(), "ended_on": None}
+
+
+class RecoverySupportEnded(ParticipantEvent):
+    support_id: str
+
+    def evolve(self, s: ParticipantState) -> None:
+        if self.support_id in s.recovery_supports:
+            s.recovery_supports[self.support_id]["ended_on"] = self.effective_on.isoformat()
+
+
 # --- consent and disclosure (42 CFR Part 2) --------------------------------------------
 
 class ConsentGiven(ParticipantEvent):
@@ -596,7 +702,8 @@ def event_types() -> dict[str, type[ParticipantEvent]]:
     while stack:
         cls = stack.pop()
         for sub in cls.__subclasses__():
-            if sub.__module__ == __name__ and sub not in (StageEvent, SanctionClosed):
+            if sub.__module__ == __name__ and sub not in (StageEvent, SanctionClosed,
+                                                        GroupAttendanceEvent):
                 found[sub.__name__] = sub
             stack.append(sub)
     return found

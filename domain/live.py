@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 from uuid import UUID
 
@@ -26,6 +27,11 @@ class LiveRecords(Generic[T]):
 
     def lock(self, key: UUID) -> threading.RLock:
         return self._locks[key.int % STRIPES]
+
+    def locks(self, keys: Iterable[UUID]) -> list[threading.RLock]:
+        """The locks of several records, each once, in one fixed order: two callers locking
+        overlapping sets take them in the same order and cannot deadlock."""
+        return [self._locks[i] for i in sorted({key.int % STRIPES for key in keys})]
 
     def get(self, key: UUID) -> T | None:
         with self._guard:

@@ -17,6 +17,7 @@ from eventsourcing.domain import Aggregate
 from domain import events as ev
 from domain.amendment import amendments, fold_entries, live_entries, plan_correction, plan_void
 from domain.coercion import coerce_changes
+from domain.community import RECOVERY_SUPPORT_KINDS
 from domain.drug_tests import (
     RESULTS,
     REVIEW_OUTCOMES,
@@ -728,7 +729,11 @@ def _check_corrected_code(policy: ProgramPolicy, kind: type, name: str, value: A
     by_event: dict[tuple[type, str], Any] = {
         (ev.SpecimenCollected, "method"): policy.drug_tests.methods,
         (ev.ResultConfirmed, "method"): policy.drug_tests.confirmation_methods,
-        (ev.Discharged, "category"): DISCHARGE_CATEGORIES}
+        (ev.Discharged, "category"): DISCHARGE_CATEGORIES,
+        # A status moves within its kind of entry; attended to missed is a void and a new one.
+        (ev.GroupAttended, "status"): ("present", "late"),
+        (ev.GroupMissed, "status"): ("excused", "absent"),
+        (ev.RecoverySupportLinked, "kind"): RECOVERY_SUPPORT_KINDS}
     if (kind, name) in by_event and value not in by_event[(kind, name)]:
         raise InvalidValue(f"changes.{name}", f"unknown value {value!r}")
     catalogues: dict[str, Any] = {

@@ -33,6 +33,26 @@ class Stage:
     min_days: int
     privileges: tuple[str, ...]
     curfew: str | None
+    # Sessions of each group kind a resident of this stage is expected at, per week.
+    groups_per_week: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GroupKind:
+    code: str
+    name: str
+
+
+@dataclass(frozen=True)
+class FollowUpWindow:
+    """A post-discharge follow-up, due `days` after the discharge date."""
+
+    code: str
+    days: int
+
+
+DEFAULT_FOLLOW_UP_WINDOWS = (FollowUpWindow("30d", 30), FollowUpWindow("90d", 90),
+                             FollowUpWindow("180d", 180), FollowUpWindow("365d", 365))
 
 
 @dataclass(frozen=True)
@@ -99,6 +119,8 @@ class ProgramPolicy:
     sanctions: dict[str, Sanction]
     discharge_types: dict[str, DischargeType]
     drug_tests: DrugTestRules
+    group_kinds: dict[str, GroupKind] = field(default_factory=dict)
+    follow_up_windows: tuple[FollowUpWindow, ...] = DEFAULT_FOLLOW_UP_WINDOWS
     _stage_index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -118,6 +140,9 @@ class ProgramPolicy:
     def next_stage(self, code: str) -> Stage | None:
         index = self._stage_index[code] + 1
         return self.stages[index] if index < len(self.stages) else None
+
+    def follow_up_window(self, code: str) -> FollowUpWindow | None:
+        return next((w for w in self.follow_up_windows if w.code == code), None)
 
 
 class _Reader:
@@ -199,6 +224,8 @@ def parse_policy(document: dict[str, Any], source: str = "<policy>") -> ProgramP
         codes_privileges.append(p.code)
     r.unique(codes_privileges, "privileges")
 
+    group_kinds = _group_kinds(r, document)
+
     stages = []
     for path, t in r.tables(document, "stages"):
         min_days = r.get(t, "min_days", int, path)
@@ -209,7 +236,8 @@ def parse_policy(document: dict[str, Any], source: str = "<policy>") -> ProgramP
             if p_code not in privileges:
                 r.problems.append(f"{path}.privileges: unknown privilege {p_code!r}")
         stages.append(Stage(r.get(t, "code", str, path), r.get(t, "name", str, path),
-                            min_days or 0, allowed, r.get(t, "curfew", str, path, None)))
+                            min_days or 0, allowed, r.get(t, "curfew", str, path, None),
+                            _groups_per_week(r, t, path, group_kinds)))
     r.unique([s.code for s in stages if s.code], "stages")
 
     rule_classes = {}
@@ -282,10 +310,58 @@ def parse_policy(document: dict[str, Any], source: str = "<policy>") -> ProgramP
             tests, "positive_requires_confirmation", bool, "drug_tests", True),
         substances=substances,
     )
+    windows = _follow_up_windows(r, document)
     if r.problems:
         raise PolicyError(source, r.problems)
     return ProgramPolicy(code, name, tuple(stages), privileges, rule_classes, infractions,
-                         sanctions, discharge_types, drug_tests)
+                         sanctions, discharge_types, drug_tests, group_kinds, windows)
+
+
+def _group_kinds(r: _Reader, document: dict[str, Any]) -> dict[str, GroupKind]:
+    """The kinds of group session the program runs; optional (a program without them
+    records no attendance)."""
+    kinds: dict[str, GroupKind] = {}
+    if "group_kinds" not in document:
+        return kinds
+    codes = []
+    for path, t in r.tables(document, "group_kinds"):
+        kind = GroupKind(r.get(t, "code", str, path), r.get(t, "name", str, path))
+        kinds[kind.code] = kind
+        codes.append(kind.code)
+    r.unique(codes, "group_kinds")
+    return kinds
+
+
+def _groups_per_week(r: _Reader, stage: dict[str, Any], path: str,
+                     kinds: dict[str, GroupKind]) -> dict[str, int]:
+    table = r.get(stage, "groups_per_week", dict, path, {})
+    required: dict[str, int] = {}
+    for kind, count in (table or {}).items():
+        where = f"{path}.groups_per_week.{kind}"
+        if kind not in kinds:
+            r.problems.append(f"{where}: unknown group kind {kind!r} (not in group_kinds)")
+        elif isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 50:
+            r.problems.append(f"{where}: expected an integer from 0 to 50")
+        else:
+            required[kind] = count
+    return required
+
+
+def _follow_up_windows(r: _Reader, document: dict[str, Any]) -> tuple[FollowUpWindow, ...]:
+    """Follow-ups after discharge; 30, 90, 180 and 365 days unless the program says."""
+    if "follow_up_windows" not in document:
+        return DEFAULT_FOLLOW_UP_WINDOWS
+    windows = []
+    for path, t in r.tables(document, "follow_up_windows"):
+        days = r.get(t, "days", int, path)
+        if isinstance(days, int) and not 1 <= days <= 3650:
+            r.problems.append(f"{path}.days: expected 1 to 3650 days after discharge")
+        windows.append(FollowUpWindow(r.get(t, "code", str, path), days or 0))
+    r.unique([w.code for w in windows if w.code], "follow_up_windows")
+    days_seen = [w.days for w in windows]
+    if days_seen != sorted(set(days_seen)):
+        r.problems.append("follow_up_windows: days must increase from one window to the next")
+    return tuple(windows)
 
 
 def load_policy(path: Path) -> ProgramPolicy:

@@ -45,6 +45,11 @@ class ParticipantState:
     discharge: dict[str, Any] | None = None
     aftercare_handoffs: list[dict[str, Any]] = field(default_factory=list)
     amendments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    attendance: dict[str, dict[str, Any]] = field(default_factory=dict)
+    peer_feedback: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mentorships: dict[str, dict[str, Any]] = field(default_factory=dict)
+    follow_ups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recovery_supports: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def open_sanctions(self) -> list[dict[str, Any]]:

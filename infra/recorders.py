@@ -200,7 +200,9 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
                 raise
         returned = returned[1:]  # the lock's own (empty) answer
         for append, rows in zip(batch, returned, strict=True):
-            ordered = sorted(rows, key=lambda r: r["originator_version"])
+            # In insertion order: one append may hold several streams (a roster), whose
+            # versions do not follow the order of their rows.
+            ordered = sorted(rows, key=lambda r: r["notification_id"])
             append.ids = [row["notification_id"] for row in ordered]
 
     def _insert_rows(self, count: int, returning: bool = True) -> Composable:

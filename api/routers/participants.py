@@ -24,7 +24,7 @@ from api.deps import (
     scope_guard,
 )
 from api.problems import Problem
-from api.views import caseload_item, event_view, record_view
+from api.views import caseload_item, event_view, peer_resolver, record_view
 from domain.errors import ParticipantErased
 from domain.participant import Participant
 from domain.policy import ProgramPolicy
@@ -141,13 +141,15 @@ def read(participant_id: ParticipantId, services: ServicesDep, caller: Reader,
                           errors=[{"field": "as_of", "message": "needs a time zone"}])
         ledger.read(participant_id, scope_guard(caller))  # scope by where it is now
         earlier = ledger.participant_as_of(participant_id, as_of)
-        return answer(record_view(earlier, ledger.policy_of(earlier), as_of.date()), 200)
+        return answer(record_view(earlier, ledger.policy_of(earlier), as_of.date(),
+                                  peer_resolver(services)), 200)
     guard = scope_guard(caller)
     today = datetime.now(UTC).date()
+    peers = peer_resolver(services)
 
     def view(participant: Participant) -> dict[str, Any]:
         guard(participant)
-        return record_view(participant, ledger.policy_of(participant), today)
+        return record_view(participant, ledger.policy_of(participant), today, peers)
 
     return answer(ledger.read(participant_id, view), 200)
 

@@ -19,7 +19,10 @@ def policy_view(p: ProgramPolicy) -> dict[str, Any]:
     return {
         "code": p.code, "name": p.name,
         "stages": [{"code": s.code, "name": s.name, "min_days": s.min_days,
-                    "privileges": list(s.privileges), "curfew": s.curfew} for s in p.stages],
+                    "privileges": list(s.privileges), "curfew": s.curfew,
+                    "groups_per_week": dict(s.groups_per_week)} for s in p.stages],
+        "group_kinds": [{"code": k.code, "name": k.name} for k in p.group_kinds.values()],
+        "follow_up_windows": [{"code": w.code, "days": w.days} for w in p.follow_up_windows],
         "privileges": [{"code": x.code, "name": x.name} for x in p.privileges.values()],
         "rule_classes": [{"code": r.code, "min_severity": r.min_severity,
                           "max_severity": r.max_severity} for r in p.rule_classes.values()],

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ReadYourWrites, ServicesDep, answer, require, scope_guard
 from api.problems import Problem
-from api.views import record_view
+from api.views import peer_resolver, record_view
 from audit.replay import Replayer, ReplayPage, ReplayStep, Supersession, VersionOutOfRange
 from domain.participant import Participant
 from infra.tokens import Caller
@@ -45,9 +45,10 @@ def replay(participant_id: UUID, request: Request, services: ServicesDep, caller
     and voids show what they supersede; superseded entries name the later versions that
     superseded them. Page on with `after_version=next_after_version` until it is null."""
     ledger = services.ledger
+    peers = peer_resolver(services)
 
     def render(p: Participant) -> dict[str, Any]:
-        return record_view(p, ledger.policy_of(p), p.modified_on.date())
+        return record_view(p, ledger.policy_of(p), p.modified_on.date(), peers)
 
     try:
         page = replayer(request).page(participant_id, render, after_version=after_version,

@@ -1,0 +1,293 @@
+"""Community life, as rules on a participant's record: attendance at group sessions, peer
+feedback (pull-ups and affirmations), mentors, follow-ups after discharge and recovery
+supports; and what the record shows of them (attendance against the stage's requirement,
+the next follow-up due).
+
+A peer is never named in clear in a record. A command that involves two participants gets,
+for each side, a `PeerSeal`: the id of a link between the two records and the other's id
+sealed under that link's own key (sealing is infrastructure's business; the rules only
+carry the sealed text). Erasing either participant destroys the link's key, so the other
+record keeps the fact ("a pull-up from a peer") but no longer who it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from domain import events as ev
+from domain.amendment import amendments, live_entries
+from domain.errors import InvalidValue, NotFound, RuleViolation
+from domain.policy import ProgramPolicy
+from domain.provenance import Provenance, new_id
+from domain.state import ParticipantState
+
+if TYPE_CHECKING:
+    from domain.participant import Participant
+
+ATTENDANCE_STATUSES: dict[str, type[ev.GroupAttendanceEvent]] = {
+    "present": ev.GroupAttended, "late": ev.GroupAttended,
+    "excused": ev.GroupMissed, "absent": ev.GroupMissed}
+FEEDBACK_KINDS = ("pull-up", "affirmation")
+OUTCOMES = ("abstinent", "relapsed", "rearrested", "reincarcerated", "employed_or_in_school",
+            "stably_housed", "in_aftercare")
+RECOVERY_SUPPORT_KINDS = ("peer-recovery-coach", "alumni-group", "mutual-aid",
+                          "recovery-housing", "outpatient")
+ATTENDANCE_WINDOW_DAYS = 28
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a roster needs to know of a group session (domain.groups)."""
+
+    group_id: str
+    kind: str
+    facility: str
+    held_at: datetime
+
+
+@dataclass(frozen=True)
+class PeerSeal:
+    """The other participant as one record holds it: a link id and the sealed peer id."""
+
+    link_id: str
+    sealed: str
+
+
+# --- attendance ------------------------------------------------------------------------
+
+def record_attendance(p: Participant, session: Session, *, by: Provenance, status: str,
+                      note: str | None = None) -> bool:
+    """Records one roster line. False: the same status was already recorded (a replay)."""
+    kind = ATTENDANCE_STATUSES.get(status)
+    if kind is None:
+        raise InvalidValue("status", f"unknown status {status!r}; expected one of "
+                           f"{', '.join(ATTENDANCE_STATUSES)}")
+    taken = p.state.attendance.get(session.group_id)
+    if taken is not None:
+        if taken["status"] == status:
+            return False
+        raise RuleViolation("attendance-already-recorded",
+                            f"this session is recorded as {taken['status']} for the "
+                            "participant; correct that entry instead")
+    p._active_at(session.held_at, by)
+    if facility_at(p, session.held_at) != session.facility:
+        raise RuleViolation("not-in-facility-at-session",
+                            "the participant was not in the session's facility at its time")
+    p.trigger_event(kind, **by.event_fields("", session.held_at), group_id=session.group_id,
+                    kind=session.kind, facility=session.facility, held_at=session.held_at,
+                    status=status, note=note)
+    return True
+
+
+def facility_at(p: Participant, at: datetime) -> str | None:
+    """Where the record placed the participant at a time: admission, then transfers."""
+    placed: list[tuple[datetime, int, str]] = []
+    for e in live_entries(p.history, *amendments(p.history)):
+        if isinstance(e, ev.ParticipantAdmitted | ev.ParticipantTransferred):
+            placed.append((e.effective_at, e.originator_version, e.facility))
+    before = [f for when, _, f in sorted(placed) if when <= at]
+    return before[-1] if before else None
+
+
+def attendance_summary(state: ParticipantState, policy: ProgramPolicy,
+                       today: date) -> dict[str, Any]:
+    """The last 28 days by group kind against the current stage's weekly requirement.
+
+    The window starts no earlier than the admission; the requirement is prorated to the
+    days of the window. Excused absences count toward the requirement, absences do not."""
+    start = today - timedelta(days=ATTENDANCE_WINDOW_DAYS - 1)
+    if state.admitted_on is not None and state.admitted_on > start:
+        start = state.admitted_on
+    days = max((today - start).days + 1, 0)
+    stage = policy.stage(state.stage)
+    weekly = dict(stage.groups_per_week) if stage is not None else {}
+    by_kind: dict[str, dict[str, Any]] = {
+        k: {"present": 0, "late": 0, "excused": 0, "absent": 0} for k in weekly}
+    for line in state.attendance.values():
+        if start <= date.fromisoformat(line["held_at"][:10]) <= today:
+            by_kind.setdefault(line["kind"], {"present": 0, "late": 0, "excused": 0,
+                                              "absent": 0})[line["status"]] += 1
+    kinds = {}
+    for k, counts in sorted(by_kind.items()):
+        required = weekly.get(k, 0) * days // 7
+        credited = counts["present"] + counts["late"] + counts["excused"]
+        kinds[k] = {**counts, "attended": counts["present"] + counts["late"],
+                    "required": required, "below_requirement": credited < required}
+    return {"from": start.isoformat(), "to": today.isoformat(), "days": days,
+            "stage": state.stage, "kinds": kinds,
+            "below_requirement": sorted(k for k, v in kinds.items() if v["below_requirement"])}
+
+
+# --- peer feedback and mentors ---------------------------------------------------------
+
+def record_peer_feedback(receiver: Participant, giver: Participant, *, by: Provenance,
+                         kind: str, behaviour: str, observed_at: datetime, reason: str,
+                         seals: tuple[PeerSeal, PeerSeal],
+                         infraction_id: str | None = None) -> str:
+    """A pull-up or affirmation from `giver` to `receiver`, on both records. `seals`: the
+    giver as the receiver's record holds it, then the receiver as the giver's does."""
+    if kind not in FEEDBACK_KINDS:
+        raise InvalidValue("kind", f"unknown kind {kind!r}; expected one of {FEEDBACK_KINDS}")
+    if not behaviour.strip():
+        raise InvalidValue("behaviour", "must not be empty")
+    _two_people(receiver, giver, "from_participant")
+    receiver._active_at(observed_at, by)
+    _peer_active(giver, observed_at, by, "the participant giving the feedback")
+    if facility_at(receiver, observed_at) != facility_at(giver, observed_at):
+        raise RuleViolation("peer-not-in-facility",
+                            "peer feedback is between participants of the same facility")
+    if infraction_id is not None:
+        if kind != "pull-up":
+            raise InvalidValue("infraction_id", "only a pull-up becomes an infraction")
+        if infraction_id not in receiver.state.infractions:
+            raise NotFound("infraction", infraction_id)
+    feedback_id = new_id()
+    for side, p, seal, infraction in (("received", receiver, seals[0], infraction_id),
+                                      ("given", giver, seals[1], None)):
+        p.trigger_event(ev.PeerFeedbackRecorded, **by.event_fields(reason, observed_at),
+                        feedback_id=feedback_id, kind=kind, side=side, link_id=seal.link_id,
+                        peer=seal.sealed, behaviour=behaviour, observed_at=observed_at,
+                        infraction_id=infraction)
+    return feedback_id
+
+
+def assign_mentor(mentee: Participant, mentor: Participant, policy: ProgramPolicy, *,
+                  by: Provenance, at: datetime, reason: str,
+                  seals: tuple[PeerSeal, PeerSeal]) -> str:
+    """A senior resident mentoring a newer one, on both records. `seals`: the mentor as the
+    mentee's record holds it, then the mentee as the mentor's does."""
+    _two_people(mentee, mentor, "mentor_participant_id")
+    mentee._active_at(at, by)
+    _peer_active(mentor, at, by, "the mentor")
+    if facility_at(mentee, at) != facility_at(mentor, at):
+        raise RuleViolation("mentor-not-in-facility",
+                            "a mentor is a participant of the same facility")
+    if mentor.state.program != mentee.state.program \
+            or policy.stage_rank(mentor.state.stage) <= policy.stage_rank(mentee.state.stage):
+        raise RuleViolation("mentor-not-senior",
+                            "a mentor is in a later stage of the program than the mentee")
+    if any(m["side"] == "mentee" and m["ended_on"] is None
+           for m in mentee.state.mentorships.values()):
+        raise RuleViolation("mentor-already-assigned",
+                            "the participant has a mentor; end that mentorship first")
+    mentor_id = new_id()
+    for side, p, seal in (("mentee", mentee, seals[0]), ("mentor", mentor, seals[1])):
+        p.trigger_event(ev.MentorAssigned, **by.event_fields(reason, at), mentor_id=mentor_id,
+                        side=side, link_id=seal.link_id, peer=seal.sealed)
+    return mentor_id
+
+
+def end_mentor(p: Participant, *, by: Provenance, mentor_id: str, at: datetime,
+               reason: str) -> None:
+    """Ends a mentorship on one of its two records (a discharged one too: the discharge
+    may be what ended it)."""
+    p._recorded_at(at, by)
+    mentorship = p.state.mentorships.get(mentor_id)
+    if mentorship is None:
+        raise NotFound("mentor", mentor_id)
+    if mentorship["ended_on"] is not None:
+        raise RuleViolation("mentor-ended", "that mentorship has already ended")
+    if at.date().isoformat() < mentorship["started_on"]:
+        raise InvalidValue("ended_on", "must not be before the mentorship started")
+    p.trigger_event(ev.MentorEnded, **by.event_fields(reason, at), mentor_id=mentor_id)
+
+
+def peer_links(history: list[ev.ParticipantEvent]) -> list[str]:
+    """Every link this record ever made to a peer, voided entries too: erasing the record
+    destroys each link's key."""
+    links = [e.link_id for e in history
+             if isinstance(e, ev.PeerFeedbackRecorded | ev.MentorAssigned)]
+    return list(dict.fromkeys(links))
+
+
+def _two_people(p: Participant, peer: Participant, field: str) -> None:
+    if p.id == peer.id:
+        raise InvalidValue(field, "names the participant themselves; a peer is someone else")
+
+
+def _peer_active(peer: Participant, at: datetime, by: Provenance, who: str) -> None:
+    if peer.state.status != "active":
+        raise RuleViolation("peer-not-active", f"{who} is not an active participant")
+    peer._recorded_at(at, by)
+
+
+# --- aftercare -------------------------------------------------------------------------
+
+def record_follow_up(p: Participant, policy: ProgramPolicy, *, by: Provenance, window: str,
+                     at: datetime, method: str, reached: bool,
+                     outcomes: dict[str, bool | None], reason: str) -> str:
+    if p.state.status != "discharged" or p.state.discharge is None:
+        raise RuleViolation("follow-up-before-discharge",
+                            "a follow-up is recorded on a discharged record only")
+    if policy.follow_up_window(window) is None:
+        raise InvalidValue("window", f"unknown window {window!r}; expected one of "
+                           f"{', '.join(w.code for w in policy.follow_up_windows)}")
+    p._recorded_at(at, by)
+    if at.date().isoformat() < p.state.discharge["effective_on"]:
+        raise InvalidValue("contacted_on", "must not be before the discharge")
+    if not method.strip():
+        raise InvalidValue("method", "must not be empty")
+    follow_up_id = new_id()
+    p.trigger_event(ev.FollowUpRecorded, **by.event_fields(reason, at),
+                    follow_up_id=follow_up_id, window=window, method=method, reached=reached,
+                    outcomes=checked_outcomes(reached, outcomes, "outcomes"))
+    return follow_up_id
+
+
+def checked_outcomes(reached: bool, outcomes: dict[str, Any],
+                     field: str) -> dict[str, bool | None]:
+    """Every outcome, true, false or null (unknown); none known without reaching the person."""
+    if not isinstance(outcomes, dict):
+        raise InvalidValue(field, "expected an object of outcomes")
+    for name, value in outcomes.items():
+        if name not in OUTCOMES:
+            raise InvalidValue(f"{field}.{name}", f"unknown outcome; expected one of "
+                               f"{', '.join(OUTCOMES)}")
+        if value is not None and not isinstance(value, bool):
+            raise InvalidValue(f"{field}.{name}", "expected true, false or null (unknown)")
+    full: dict[str, bool | None] = {name: outcomes.get(name) for name in OUTCOMES}
+    if not reached and any(v is not None for v in full.values()):
+        raise InvalidValue(field, "a follow-up that did not reach the person knows no outcome")
+    return full
+
+
+def next_follow_up_due(state: ParticipantState, policy: ProgramPolicy) -> dict[str, Any] | None:
+    """The earliest window with no follow-up that reached the person, and its due date."""
+    if state.status != "discharged" or state.discharge is None:
+        return None
+    discharged = date.fromisoformat(state.discharge["effective_on"])
+    done = {f["window"] for f in state.follow_ups.values() if f["reached"]}
+    for window in policy.follow_up_windows:
+        if window.code not in done:
+            due = discharged + timedelta(days=window.days)
+            return {"window": window.code, "due_on": due.isoformat()}
+    return None
+
+
+def link_recovery_support(p: Participant, *, by: Provenance, kind: str,
+                          provider: str | None, at: datetime, reason: str) -> str:
+    """A link into the community of recovery: before or after discharge."""
+    if kind not in RECOVERY_SUPPORT_KINDS:
+        raise InvalidValue("kind", f"unknown kind {kind!r}; expected one of "
+                           f"{', '.join(RECOVERY_SUPPORT_KINDS)}")
+    p._recorded_at(at, by)
+    support_id = new_id()
+    p.trigger_event(ev.RecoverySupportLinked, **by.event_fields(reason, at),
+                    support_id=support_id, kind=kind, provider=provider)
+    return support_id
+
+
+def end_recovery_support(p: Participant, *, by: Provenance, support_id: str, at: datetime,
+                         reason: str) -> None:
+    p._recorded_at(at, by)
+    support = p.state.recovery_supports.get(support_id)
+    if support is None:
+        raise NotFound("recovery support", support_id)
+    if support["ended_on"] is not None:
+        raise RuleViolation("recovery-support-ended", "that recovery support has already ended")
+    if at.date().isoformat() < support["started_on"]:
+        raise InvalidValue("ended_on", "must not be before the support started")
+    p.trigger_event(ev.RecoverySupportEnded, **by.event_fields(reason, at),
+                    support_id=support_id)
