@@ -1177,6 +1177,25 @@ def run(args: argparse.Namespace, dbname: str, url: str, kek: str, var_dir: Path
     }
     held.done["rebuild"] = {k: v for k, v in rebuild.items() if k != "breakdown"}
 
+    # 3b. the same rebuild as an operator runs it: `tcledger projections rebuild`, whose
+    # independent views are rebuilt by separate processes at once (--jobs) ---------------
+    if args.jobs > 1:
+        step(f"tcledger projections rebuild --jobs {args.jobs} (separate processes)")
+        env = {**os.environ, "TCLEDGER_VAR_DIR": str(var_dir), "TCLEDGER_DATABASE_URL": url,
+               "TCLEDGER_KEK": kek, "TCLEDGER_LOG_LEVEL": "warning"}
+        if args.rebuild_batch_size:
+            env["TCLEDGER_PROJECTION_REBUILD_BATCH_SIZE"] = str(args.rebuild_batch_size)
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "infra.cli", "projections", "rebuild",
+                               "--jobs", str(args.jobs)], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        seconds = time.perf_counter() - t0
+        if done.returncode != 0:
+            raise RuntimeError(f"the parallel rebuild failed: {done.stderr[-2000:]}")
+        rebuild["parallel"] = {"jobs": args.jobs, "seconds": round(seconds, 2),
+                               "events_per_s": round(head / seconds, 1)}
+        held.done["rebuild"]["parallel"] = rebuild["parallel"]
+
     # 4. caseload -------------------------------------------------------------------------
     extra = max(0, args.caseload_participants - args.participants)
     caseload: dict[str, Any] = {"participants": args.participants + extra,
@@ -1351,12 +1370,19 @@ def report(figures: dict[str, Any]) -> dict[str, Any]:
         print(f"  {q['name']:<52} {q['n']:>5} {q['items']:>6} {q['p50_ms']:>8.2f} "
               f"{q['p99_ms']:>8.2f} {q['max_ms']:>8.2f}")
 
-    ratio = rb["events_per_s"] / copy["rows_per_s"]
+    best = max([rb, *([rb["parallel"]] if "parallel" in rb else [])],
+               key=lambda r: r["events_per_s"])
+    ratio = best["events_per_s"] / copy["rows_per_s"]
     worst = max(cl["queries"], key=lambda q: q["p99_ms"])
     checks: list[tuple[str, str, str, bool | None]] = [
-        ("rebuild rate", f"{rb['events_per_s']:,.0f}/s",
+        ("rebuild rate, one process", f"{rb['events_per_s']:,.0f}/s", "(informational)",
+         None),
+        *([(f"rebuild rate, --jobs {rb['parallel']['jobs']} (the CLI)",
+            f"{rb['parallel']['events_per_s']:,.0f}/s", "(informational)", None)]
+          if "parallel" in rb else []),
+        ("rebuild rate (best of the above)", f"{best['events_per_s']:,.0f}/s",
          f">= {TARGETS['rebuild_events_per_s']:,.0f}/s",
-         rb["events_per_s"] >= TARGETS["rebuild_events_per_s"]),
+         best["events_per_s"] >= TARGETS["rebuild_events_per_s"]),
         ("rebuild / raw COPY", f"{ratio:.3f}x", f">= {TARGETS['rebuild_copy_ratio']}x",
          ratio >= TARGETS["rebuild_copy_ratio"]),
     ]
@@ -1407,6 +1433,8 @@ def main() -> int:
                         help="projection batch size (default: the settings' default)")
     parser.add_argument("--rebuild-batch-size", type=int, default=None,
                         help="log entries per rebuild transaction (default: the settings')")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="also time `tcledger projections rebuild --jobs N` (0: skip)")
     parser.add_argument("--lru", type=int, default=None,
                         help="experiment: the views' record LRU size (live runs; a rebuild "
                              "holds every record)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -209,12 +209,16 @@ class ProjectionRunner:
         for projection in group:
             _hook(projection, "discard")
 
-    def catch_up(self, only: str | None = None,
+    def chosen(self, only: str | Collection[str] | None) -> list[Projection]:
+        names = {only} if isinstance(only, str) else set(only) if only is not None else None
+        return [p for n, p in self.projections.items() if names is None or n in names]
+
+    def catch_up(self, only: str | Collection[str] | None = None,
                  progress: Callable[[str, int, int], None] | None = None,
                  limit: int | None = None) -> int:
-        """Runs every projection (or one) to the end of the log as it is now. Projections
-        at the same position move together, so a batch is read and decoded once."""
-        chosen = [p for n, p in self.projections.items() if only is None or n == only]
+        """Runs every projection (or the named ones) to the end of the log as it is now.
+        Projections at the same position move together, so a batch is read and decoded once."""
+        chosen = self.chosen(only)
         head = self.log.head()
         total = 0
         while True:
@@ -229,7 +233,7 @@ class ProjectionRunner:
             if done == 0:
                 return total
 
-    def rebuild(self, only: str | None = None,
+    def rebuild(self, only: str | Collection[str] | None = None,
                 progress: Callable[[str, int, int], None] | None = None) -> int:
         """Throws the views away and builds them again from the first event.
 
@@ -238,7 +242,7 @@ class ProjectionRunner:
         every folded record in memory and unwraps all data keys at once. Each batch still
         commits with its position, so a rebuild cut short resumes where it stopped.
         """
-        chosen = [p for n, p in self.projections.items() if only is None or n == only]
+        chosen = self.chosen(only)
         with self.store.transaction() as cur:
             for projection in chosen:
                 projection.clear(cur, self.store)
