@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
+from audit.access import Access
 from audit.bundle import BundleError, build_bundle, verify_bundle
 from audit.ledger import EventRows
 from audit.signing import HeadSigner, SigningKeyError, load_public_pem
 from audit.verify import verify
-from audit.wiring import build_ledger
+from audit.wiring import build_access_log, build_ledger
 
 
 def run(services: Any, args: argparse.Namespace) -> int:
@@ -61,6 +64,12 @@ def _export(services: Any, ledger: Any, rows: EventRows, args: argparse.Namespac
     except BundleError as exc:
         print(f"tcledger: {exc}", file=sys.stderr)
         return 1
+    # A bundle carries the decoded record: its export is a read, logged like any other.
+    build_access_log(services).record(Access(
+        participant_ids=[str(participant)], actor_id=f"cli:{getpass.getuser()}",
+        role="operator", facility=None, action="read", method="CLI",
+        route="tcledger audit export", status=0, request_id=uuid4().hex,
+        remote=socket.gethostname()))
     text = json.dumps(bundle, indent=2)
     if args.output is None:
         print(text)

@@ -50,6 +50,12 @@ def test_sign_export_and_verify_a_bundle_from_the_command_line(
     assert cli(["audit", "export", str(pid), "-o", str(bundle)]) == 0
     assert json.loads(bundle.read_text())["events"][0]["recorded"]["type"] == \
         "ParticipantAdmitted"
+    from audit.wiring import build_access_log
+    log = build_access_log(services)
+    log.catch_up()
+    exported = log.query(participant=str(pid))
+    assert [(e["what"], e["role"]) for e in exported] == [("CLI tcledger audit export",
+                                                           "operator")]
     assert cli(["audit", "verify-bundle", str(bundle)]) == 0
     assert "bundle verified" in capsys.readouterr().out
     assert cli(["audit", "export", "not-an-id"]) == 2
