@@ -155,6 +155,11 @@ class ProjectionRunner:
         done, last = 0, after
         try:
             with self.store.transaction() as cur:
+                if self.store.postgres:
+                    # A rebuild's batch computes for many seconds between statements (more
+                    # on a busy machine) inside one transaction: more than the connection's
+                    # 5 s idle-in-transaction limit, which is right for commands.
+                    cur.execute("SET LOCAL idle_in_transaction_session_timeout = '10min'")
                 for projection in group:
                     cur.execute(self.store.sql(
                         "SELECT position FROM tcledger_projection_positions WHERE name = ?"
