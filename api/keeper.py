@@ -3,8 +3,10 @@
 Projection work is CPU-bound Python; in the server's own process it would hold the GIL
 while requests wait (measured: a 1-client write went from 1.4 ms to 5.7 ms). The child
 inherits the server's TCLEDGER_* environment, is restarted with back-off if it dies, and
-is stopped with the server. Reads that pass min_position still catch the views up
-in-process when they are behind, so read-your-writes never depends on the child.
+is stopped with the server. It runs at a lower CPU priority than the server: under load the
+views fall a little behind instead of every request waiting for a core. Reads that pass
+min_position still catch the views up in-process when they are behind, so read-your-writes
+never depends on the child.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class ProjectionProcess:
         failures = 0
         while not self._stop.is_set():
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "infra.cli", "projections", "run"],
+                [sys.executable, "-m", "infra.cli", "projections", "run", "--nice", "10"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
             while self._child.poll() is None and not self._stop.wait(0.5):
                 pass

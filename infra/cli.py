@@ -45,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
 
     projections = commands.add_parser("projections", help="read models")
     projection_commands = projections.add_subparsers(dest="action", required=True)
-    projection_commands.add_parser("run", help="keep the views current (a separate process)")
+    run = projection_commands.add_parser(
+        "run", help="keep the views and the ledger current (a separate process)")
+    run.add_argument("--nice", type=int, default=0,
+                     help="lower this process's CPU priority by this much (the server's "
+                          "child uses 10)")
     rebuild = projection_commands.add_parser("rebuild", help="rebuild views from the log")
     rebuild.add_argument("name", nargs="?", help="one projection (default: all)")
     rebuild.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
@@ -203,6 +207,8 @@ def _projections(services: Any, args: argparse.Namespace) -> int:
                   f"{', '.join(runner.projections)}", file=sys.stderr)
             return 2
         return _rebuild(runner, args)
+    if args.nice:
+        os.nice(args.nice)
     audit = importlib.import_module("audit.wiring")
     keeper = audit.build_keeper(audit.build_ledger(services), services.settings,
                                 audit.build_access_log(services))
