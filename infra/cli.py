@@ -52,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                           "child uses 10)")
     rebuild = projection_commands.add_parser("rebuild", help="rebuild views from the log")
     rebuild.add_argument("name", nargs="?", help="one projection (default: all)")
-    rebuild.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                         help="processes that rebuild independent views at the same time "
-                              "(default: 2 where there are 2 CPUs)")
+    rebuild.add_argument("--jobs", type=int, default=1,
+                         help="processes that rebuild independent views at the same time on "
+                              "PostgreSQL (2: the summary and statistics, and the timeline; "
+                              "measured no faster on a busy 2-CPU machine)")
     rebuild.add_argument("--only", help=argparse.SUPPRESS)  # a group, for a --jobs child
     projection_commands.add_parser("status", help="position and lag of each projection")
 
