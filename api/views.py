@@ -7,7 +7,8 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
-from domain.community import attendance_summary, next_follow_up_due
+from domain import attendance
+from domain.community import attendance_summary, next_follow_up_due, stage_requirement
 from domain.events import ParticipantEvent
 from domain.participant import Participant
 from domain.policy import ProgramPolicy
@@ -37,9 +38,10 @@ def summary_view(p: Participant, policy: ProgramPolicy, today: date) -> dict[str
     }
 
 
-def caseload_item(row: dict[str, Any], personal: dict[str, Any],
-                  today: date) -> dict[str, Any]:
-    """A caseload entry from a summary row and its unsealed personal part."""
+def caseload_item(row: dict[str, Any], personal: dict[str, Any], today: date,
+                  policy: ProgramPolicy | None, peers: PeerResolver | None) -> dict[str, Any]:
+    """A caseload entry from a summary row and its unsealed personal part; the attendance
+    window and the mentor are read against today and the link keys of now."""
     def day(value: str | None) -> date | None:
         return date.fromisoformat(value) if value else None
 
@@ -56,11 +58,41 @@ def caseload_item(row: dict[str, Any], personal: dict[str, Any],
         "admitted_on": row["admitted_on"], "expected_release_on": row["expected_release_on"],
         "privileges": personal["privileges"], "open_sanctions": personal["open_sanctions"],
         "last_test": personal["last_test"], "flags": row["flags"],
+        **caseload_community(row, personal, today, policy, peers),
+    }
+
+
+def caseload_community(row: dict[str, Any], personal: dict[str, Any], today: date,
+                       policy: ProgramPolicy | None,
+                       peers: PeerResolver | None) -> dict[str, Any]:
+    """The community part of a caseload entry, in the record's own shapes. A row written
+    before the view kept it (not yet rebuilt) shows none."""
+    lines = [(day, kind, status) for day, kind, status in personal.get("attendance_lines", [])]
+    weekly = stage_requirement(policy, row["stage"]) if policy else {}
+    admitted = date.fromisoformat(row["admitted_on"]) if row["admitted_on"] else None
+    mentor = personal.get("mentor")
+    return {
+        "attendance": attendance.summary(lines, weekly, admitted, today, row["stage"]),
+        "mentor": None if mentor is None else {
+            "mentor_id": mentor["mentor_id"], "side": "mentee",
+            "peer": shown_peer(mentor, UUID(row["participant_id"]), peers),
+            "started_on": mentor["started_on"], "ended_on": None},
+        "recovery_supports": [{**r, "ended_on": None}
+                              for r in personal.get("recovery_supports", [])],
+        "next_follow_up_due": personal.get("next_follow_up_due"),
     }
 
 
 # Who a peer link names, from the holding record: None once either side was erased.
 PeerResolver = Callable[[str, str, UUID], UUID | None]
+
+
+def shown_peer(entry: dict[str, Any], holder: UUID,
+               peers: PeerResolver | None) -> dict[str, Any]:
+    """The peer of a link as a record shows it: the id while both records exist, else
+    "a peer" (and "a peer" without a resolver)."""
+    found = peers(entry["link_id"], entry["peer"], holder) if peers else None
+    return {"id": str(found)} if found else {"id": None, "label": "a peer"}
 
 
 def record_view(p: Participant, policy: ProgramPolicy, today: date,
@@ -100,8 +132,7 @@ def community_view(p: Participant, policy: ProgramPolicy, today: date,
     st = p.state
 
     def peer(entry: dict[str, Any]) -> dict[str, Any]:
-        found = peers(entry["link_id"], entry["peer"], p.id) if peers else None
-        return {"id": str(found)} if found else {"id": None, "label": "a peer"}
+        return shown_peer(entry, p.id, peers)
 
     def mentorship(m: dict[str, Any]) -> dict[str, Any]:
         return {"mentor_id": m["mentor_id"], "side": m["side"], "peer": peer(m),
@@ -128,10 +159,12 @@ def event_view(e: ParticipantEvent, position: int | None) -> dict[str, Any]:
     return {**describe(e), "position": position}
 
 
-def peer_resolver(services: Services) -> PeerResolver:
-    """Resolves peer links through their keys, each link once per request."""
+def peer_resolver(services: Services,
+                  held: list[tuple[str, str, UUID]] | None = None) -> PeerResolver:
+    """Resolves peer links through their keys, each link once per request; `held`: links
+    known to be asked, resolved together up front (a caseload page)."""
     links = PeerLinks(services.keys)
-    seen: dict[tuple[str, str, UUID], UUID | None] = {}
+    seen: dict[tuple[str, str, UUID], UUID | None] = links.resolve_many(held) if held else {}
 
     def resolve(link_id: str, sealed: str, holder: UUID) -> UUID | None:
         key = (link_id, sealed, holder)

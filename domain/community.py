@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from domain import attendance
 from domain import events as ev
 from domain.amendment import amendments, live_entries
 from domain.errors import InvalidValue, NotFound, RuleViolation
@@ -34,7 +35,7 @@ OUTCOMES = ("abstinent", "relapsed", "rearrested", "reincarcerated", "employed_o
             "stably_housed", "in_aftercare")
 RECOVERY_SUPPORT_KINDS = ("peer-recovery-coach", "alumni-group", "mutual-aid",
                           "recovery-housing", "outpatient")
-ATTENDANCE_WINDOW_DAYS = 28
+ATTENDANCE_WINDOW_DAYS = attendance.WINDOW_DAYS
 
 
 @dataclass(frozen=True)
@@ -93,31 +94,20 @@ def facility_at(p: Participant, at: datetime) -> str | None:
 
 def attendance_summary(state: ParticipantState, policy: ProgramPolicy,
                        today: date) -> dict[str, Any]:
-    """The last 28 days by group kind against the current stage's weekly requirement.
+    """The last 28 days by group kind against the current stage's weekly requirement
+    (domain.attendance)."""
+    return attendance.summary(attendance_lines(state), stage_requirement(policy, state.stage),
+                              state.admitted_on, today, state.stage)
 
-    The window starts no earlier than the admission; the requirement is prorated to the
-    days of the window. Excused absences count toward the requirement, absences do not."""
-    start = today - timedelta(days=ATTENDANCE_WINDOW_DAYS - 1)
-    if state.admitted_on is not None and state.admitted_on > start:
-        start = state.admitted_on
-    days = max((today - start).days + 1, 0)
-    stage = policy.stage(state.stage)
-    weekly = dict(stage.groups_per_week) if stage is not None else {}
-    by_kind: dict[str, dict[str, Any]] = {
-        k: {"present": 0, "late": 0, "excused": 0, "absent": 0} for k in weekly}
-    for line in state.attendance.values():
-        if start <= date.fromisoformat(line["held_at"][:10]) <= today:
-            by_kind.setdefault(line["kind"], {"present": 0, "late": 0, "excused": 0,
-                                              "absent": 0})[line["status"]] += 1
-    kinds = {}
-    for k, counts in sorted(by_kind.items()):
-        required = weekly.get(k, 0) * days // 7
-        credited = counts["present"] + counts["late"] + counts["excused"]
-        kinds[k] = {**counts, "attended": counts["present"] + counts["late"],
-                    "required": required, "below_requirement": credited < required}
-    return {"from": start.isoformat(), "to": today.isoformat(), "days": days,
-            "stage": state.stage, "kinds": kinds,
-            "below_requirement": sorted(k for k, v in kinds.items() if v["below_requirement"])}
+
+def attendance_lines(state: ParticipantState) -> list[attendance.Line]:
+    return [attendance.line_of(entry) for entry in state.attendance.values()]
+
+
+def stage_requirement(policy: ProgramPolicy, stage_code: str) -> dict[str, int]:
+    """Sessions of each kind a resident of the stage is expected at, per week."""
+    stage = policy.stage(stage_code)
+    return dict(stage.groups_per_week) if stage is not None else {}
 
 
 # --- peer feedback and mentors ---------------------------------------------------------

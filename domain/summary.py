@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from domain.community import attendance_summary, next_follow_up_due
 from domain.policy import ProgramPolicy
 from domain.state import ParticipantState
 
@@ -23,6 +24,11 @@ def days_in_program(s: ParticipantState, today: date) -> int:
 
 
 def flags(s: ParticipantState, policy: ProgramPolicy, today: date) -> list[str]:
+    """What asks for action today: on an active record, the program's own flags; on a
+    discharged one, a follow-up whose window has come."""
+    if s.status == "discharged":
+        due = next_follow_up_due(s, policy)
+        return ["follow_up_due"] if due and due["due_on"] <= today.isoformat() else []
     if s.status != "active":
         return []
     found = []
@@ -42,4 +48,6 @@ def flags(s: ParticipantState, policy: ProgramPolicy, today: date) -> list[str]:
            and today <= date.fromisoformat(c["expires_on"]) <= today + CONSENT_HORIZON
            for c in s.consents.values()):
         found.append("consent_expiring")
+    if attendance_summary(s, policy, today)["below_requirement"]:
+        found.append("attendance_below_requirement")
     return found

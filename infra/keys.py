@@ -188,6 +188,21 @@ class KeyStore:
                 self._cache.pop(stream_id, None)
             raise ParticipantErased(stream_id)
 
+    def destroyed(self, stream_ids: list[UUID]) -> set[UUID]:
+        """Which of these streams' keys are destroyed, asked of the database in one read
+        (another process may have erased since a key was cached)."""
+        found: set[UUID] = set()
+        ids = [str(s) for s in dict.fromkeys(stream_ids)]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            found.update(UUID(r["stream_id"]) for r in self._store.fetch_all(
+                "SELECT stream_id FROM tcledger_data_keys WHERE wrapped IS NULL"
+                f" AND stream_id IN ({', '.join('?' * len(chunk))})", chunk))
+        with self._lock:
+            for stream_id in found:
+                self._cache.pop(stream_id, None)
+        return found
+
     def is_destroyed(self, stream_id: UUID) -> bool:
         row = self._store.fetch_one(
             "SELECT wrapped FROM tcledger_data_keys WHERE stream_id = ?", (str(stream_id),))

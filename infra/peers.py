@@ -41,6 +41,28 @@ class PeerLinks:
         try:
             link = UUID(link_id)
             self.keys.check_readable(link)  # another process may have erased since
+        except (ParticipantErased, ValueError):
+            return None
+        return self._open(link, sealed, holder)
+
+    def resolve_many(self, held: list[tuple[str, str, UUID]]
+                     ) -> dict[tuple[str, str, UUID], UUID | None]:
+        """`resolve` for many links (a caseload page) with two reads of the key store."""
+        links: dict[str, UUID] = {}
+        for link_id, _, _ in held:
+            try:
+                links[link_id] = UUID(link_id)
+            except ValueError:
+                continue
+        gone = self.keys.destroyed(list(links.values()))
+        self.keys.load([link for link in links.values() if link not in gone])
+        return {(link_id, sealed, holder): None
+                if link_id not in links or links[link_id] in gone
+                else self._open(links[link_id], sealed, holder)
+                for link_id, sealed, holder in held}
+
+    def _open(self, link: UUID, sealed: str, holder: UUID) -> UUID | None:
+        try:
             key = self.keys.data_key(link)
             raw = base64.b64decode(sealed.encode("ascii"), validate=True)
             if raw[:1] != FORMAT_V1:

@@ -1,7 +1,9 @@
 """Caseload queries over the participant summary view: filters, flags and keyset pages.
 
 Flags are computed against the day asked for, from the dates the rows keep, with the same
-meaning as domain.summary.flags on a whole record.
+meaning as domain.summary.flags on a whole record: `attendance_below_requirement` from the
+first day the record falls below (domain.attendance.first_day_below), `follow_up_due`
+(discharged records) from the next window's due date.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ SORTS = {"admitted": None, "stage_since": "stage_since",
 LAST = "9999-12-31"  # rows without the date sort last
 
 FLAGS = ("review_due", "sanction_overdue", "result_unconfirmed", "release_within_90_days",
-         "consent_expiring")
+         "consent_expiring", "attendance_below_requirement", "follow_up_due")
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,9 @@ class CaseloadQuery:
 
 
 def _flag_sql(flag: str) -> str:
-    return {
+    if flag == "follow_up_due":  # the one flag of a discharged record
+        return "s.status = 'discharged' AND s.follow_up_due_on <= ?"
+    return "s.status = 'active' AND " + {
         "review_due": "s.review_due_on <= ?",
         "sanction_overdue": "s.sanction_due_on < ?",
         "result_unconfirmed": "s.result_unconfirmed = 1 AND ? = ?",
@@ -49,6 +53,7 @@ def _flag_sql(flag: str) -> str:
         "consent_expiring": "EXISTS (SELECT 1 FROM tcledger_summary_consents c WHERE "
                             "c.participant_id = s.participant_id AND c.expires_on >= ? "
                             "AND c.expires_on <= ?)",
+        "attendance_below_requirement": "s.attendance_below_on <= ?",
     }[flag]
 
 
@@ -58,6 +63,7 @@ def _flag_params(flag: str, today: date) -> list[str]:
         "review_due": [day], "sanction_overdue": [day], "result_unconfirmed": [day, day],
         "release_within_90_days": [(today + RELEASE_HORIZON).isoformat()],
         "consent_expiring": [day, (today + CONSENT_HORIZON).isoformat()],
+        "attendance_below_requirement": [day], "follow_up_due": [day],
     }[flag]
 
 
@@ -79,7 +85,7 @@ def find(store: SqlStore, query: CaseloadQuery, today: date) -> list[dict[str, A
             where.append(f"s.{column} = ?")
             params.append(value)
     for flag in query.flags:
-        where.append("s.status = 'active' AND " + _flag_sql(flag))
+        where.append(_flag_sql(flag))
         params.extend(_flag_params(flag, today))
     rows = store.fetch_all(
         "SELECT s.* FROM tcledger_participant_summary s WHERE " + " AND ".join(where)
@@ -98,9 +104,12 @@ def find(store: SqlStore, query: CaseloadQuery, today: date) -> list[dict[str, A
 
 
 def row_flags(row: dict[str, Any], consent_expiries: list[str], today: date) -> list[str]:
+    day = today.isoformat()
+    if row["status"] == "discharged":
+        due = row.get("follow_up_due_on")
+        return ["follow_up_due"] if due and due <= day else []
     if row["status"] != "active":
         return []
-    day = today.isoformat()
     found = []
     if row["review_due_on"] and row["review_due_on"] <= day:
         found.append("review_due")
@@ -114,4 +123,7 @@ def row_flags(row: dict[str, Any], consent_expiries: list[str], today: date) -> 
     horizon = (today + timedelta(days=CONSENT_HORIZON.days)).isoformat()
     if any(day <= e <= horizon for e in consent_expiries):
         found.append("consent_expiring")
+    below = row.get("attendance_below_on")
+    if below and below <= day:
+        found.append("attendance_below_requirement")
     return found

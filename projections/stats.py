@@ -5,8 +5,10 @@ participant in clear. Each participant's own contribution (which counters it add
 kept sealed under a statistics key of the deployment's own, so that a correction can
 replace it and an erasure can subtract it, even after the participant's key is gone.
 Measures: admissions; discharges by type (and whether successful); completed stage stays
-with their length in days; test results; sanctions by severity. The census by stage is
-read from the participant summary view when asked.
+with their length in days; test results; sanctions by severity; attendance lines by group
+kind and status (on the session's day); follow-ups, one per person and window (on the day
+of the contact that counts), whether reached, and the outcomes of those reached. The
+census by stage is read from the participant summary view when asked.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from domain.attendance import STATUSES
+from domain.community import OUTCOMES, attendance_lines
 from domain.participant import Participant
+from domain.state import ParticipantState
 from infra.keys import NONCE_BYTES, KeyStore
 from infra.sql import SqlStore
 from projections.folding import Folded, RecordFolder
@@ -51,7 +56,29 @@ def contribution(p: Participant) -> list[Fact]:
             facts.append((*base, specimen["resulted_at"][:10], "test", specimen["result"], 0))
     for sanction in st.sanctions.values():
         facts.append((*base, sanction["imposed_on"], "sanction", str(sanction["severity"]), 0))
+    for day, kind, status in attendance_lines(st):
+        facts.append((*base, day, "attendance", f"{kind}/{status}", 0))
+    for window, follow_up in follow_ups_by_window(st).items():
+        day = follow_up["contacted_on"]
+        facts.append((*base, day, "follow_up", window, 1 if follow_up["reached"] else 0))
+        if follow_up["reached"]:
+            facts += [(*base, day, "follow_up_outcome", f"{window}/{outcome}", OUTCOME[known])
+                      for outcome, known in sorted(follow_up["outcomes"].items())]
     return sorted(facts)
+
+
+OUTCOME = {True: 1, False: 0, None: 2}  # a follow-up outcome as a counter's value
+
+
+def follow_ups_by_window(st: ParticipantState) -> dict[str, dict[str, Any]]:
+    """The follow-up that counts for each window: the last that reached the person, or
+    the last attempt when none did. A person counts once per window, however many calls
+    it took."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for f in sorted(st.follow_ups.values(), key=lambda f: f["contacted_on"]):  # stable
+        if f["reached"] or not chosen.get(f["window"], {}).get("reached"):
+            chosen[f["window"]] = f
+    return chosen
 
 
 COUNT_COLUMNS = ("program", "facility", "day", "measure", "code", "value", "n")
@@ -157,6 +184,8 @@ class StatsQuery:
     facility: str | None
     first_day: date
     last_day: date
+    group_kinds: tuple[str, ...] = ()  # shown even when none was held in the period
+    follow_up_windows: tuple[str, ...] = ()  # in the policy's order
 
 
 def program_stats(store: SqlStore, query: StatsQuery) -> dict[str, Any]:
@@ -171,13 +200,19 @@ def program_stats(store: SqlStore, query: StatsQuery) -> dict[str, Any]:
         "SELECT measure, code, value, SUM(n) AS n FROM tcledger_stats_counts "
         f"WHERE {where} GROUP BY measure, code, value", params)
     by: dict[str, Counter[str]] = {m: Counter() for m in
-                                   ("admission", "discharge", "test", "sanction")}
+                                   ("admission", "discharge", "test", "sanction", "attendance",
+                                    "follow_up_outcome")}
+    follow_ups: dict[str, Counter[int]] = {}
     stays: dict[str, Counter[int]] = {}
     successful = 0
     for r in rows:
         measure, code, value, n = r["measure"], r["code"], int(r["value"]), int(r["n"])
         if measure == "stage_stay":
             stays.setdefault(code, Counter())[value] += n
+        elif measure == "follow_up":
+            follow_ups.setdefault(code, Counter())[value] += n
+        elif measure == "follow_up_outcome":
+            by[measure][f"{code}/{value}"] += n
         else:
             by[measure][code] += n
             if measure == "discharge" and value == 1:
@@ -202,7 +237,51 @@ def program_stats(store: SqlStore, query: StatsQuery) -> dict[str, Any]:
         "tests_by_result": dict(sorted(by["test"].items())),
         "positive_rate": round(by["test"]["positive"] / tests, 4) if tests else None,
         "sanctions_by_severity": dict(sorted(by["sanction"].items())),
+        "attendance_by_kind": _attendance(by["attendance"], query.group_kinds),
+        "follow_ups_by_window": _follow_ups(follow_ups, by["follow_up_outcome"],
+                                            query.follow_up_windows),
     }
+
+
+def _attendance(lines: Counter[str], kinds: tuple[str, ...]) -> dict[str, Any]:
+    """Per kind: each status's count; `rate` = attended (present or late) over attended
+    and absent; excused absences are left out of it and shown as their own share."""
+    counts: dict[str, dict[str, int]] = {k: dict.fromkeys(STATUSES, 0) for k in kinds}
+    for code, n in lines.items():
+        kind, _, status = code.rpartition("/")
+        counts.setdefault(kind, dict.fromkeys(STATUSES, 0))[status] += n
+    shown = {}
+    for kind, c in sorted(counts.items()):
+        attended = c["present"] + c["late"]
+        total = attended + c["excused"] + c["absent"]
+        shown[kind] = {**c, "attended": attended,
+                       "rate": _share(attended, attended + c["absent"]),
+                       "excused_share": _share(c["excused"], total)}
+    return shown
+
+
+def _follow_ups(reached: dict[str, Counter[int]], outcomes: Counter[str],
+                windows: tuple[str, ...]) -> dict[str, Any]:
+    """Per window: people followed up, how many were reached and their share, and for
+    each outcome among those reached how many were known true, false or unknown, and the
+    share true."""
+    shown = {}
+    for window in (*windows, *sorted(set(reached) - set(windows))):
+        counts = reached.get(window, Counter())
+        n, hits = sum(counts.values()), counts[1]
+        shown[window] = {
+            "followed_up": n, "reached": hits, "reached_share": _share(hits, n),
+            "outcomes": {outcome: {
+                "true": outcomes[f"{window}/{outcome}/1"],
+                "false": outcomes[f"{window}/{outcome}/0"],
+                "unknown": outcomes[f"{window}/{outcome}/2"],
+                "share": _share(outcomes[f"{window}/{outcome}/1"], hits)}
+                for outcome in OUTCOMES}}
+    return shown
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
 
 
 def _median(histogram: Counter[int]) -> float:

@@ -15,6 +15,8 @@ from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
+from domain import attendance
+from domain.community import attendance_lines, next_follow_up_due, stage_requirement
 from domain.errors import ParticipantErased
 from domain.participant import Participant
 from domain.policy import PolicyBook
@@ -27,6 +29,11 @@ from projections.runner import LoggedEvent
 SEALED = "participant_summary"
 
 
+# Columns added after the table first shipped: a table made before gains them at start
+# (its rows show the new fields after `tcledger projections rebuild participant_summary`).
+ADDED_COLUMNS = ("attendance_below_on", "follow_up_due_on")
+
+
 def _tables(blob: str, bigint: str) -> list[str]:
     return [
         "CREATE TABLE IF NOT EXISTS tcledger_participant_summary ("
@@ -35,7 +42,8 @@ def _tables(blob: str, bigint: str) -> list[str]:
         " unit TEXT NOT NULL, counselor_id TEXT, status TEXT NOT NULL, stage TEXT NOT NULL,"
         " stage_since TEXT, admitted_on TEXT, expected_release_on TEXT, discharged_on TEXT,"
         " review_due_on TEXT, sanction_due_on TEXT, result_unconfirmed INTEGER NOT NULL,"
-        f" doc_index TEXT, sealed {blob} NOT NULL)",
+        f" doc_index TEXT, sealed {blob} NOT NULL,"
+        " attendance_below_on TEXT, follow_up_due_on TEXT)",
         "CREATE INDEX IF NOT EXISTS tcledger_summary_facility"
         " ON tcledger_participant_summary (facility, status, admitted_position)",
         # A caseload page is a facility's rows in one order, read from an index in that
@@ -52,6 +60,12 @@ def _tables(blob: str, bigint: str) -> list[str]:
         " (facility, COALESCE(stage_since, '9999-12-31'), admitted_position)",
         "CREATE INDEX IF NOT EXISTS tcledger_summary_doc"
         " ON tcledger_participant_summary (doc_index)",
+        # The community flags pick few rows of a facility: found by their date, not by
+        # reading the facility's rows in order and dropping most.
+        "CREATE INDEX IF NOT EXISTS tcledger_summary_facility_attendance"
+        " ON tcledger_participant_summary (facility, status, attendance_below_on)",
+        "CREATE INDEX IF NOT EXISTS tcledger_summary_facility_follow_up"
+        " ON tcledger_participant_summary (facility, status, follow_up_due_on)",
         "CREATE TABLE IF NOT EXISTS tcledger_summary_consents ("
         " participant_id TEXT NOT NULL, expires_on TEXT NOT NULL)",
         "CREATE INDEX IF NOT EXISTS tcledger_summary_consents_participant"
@@ -80,8 +94,11 @@ class ParticipantSummaryView:
     # --- Projection --------------------------------------------------------------------
 
     def create_tables(self, cur: Any, store: SqlStore) -> None:
-        for statement in _tables("BYTEA" if store.postgres else "BLOB",
-                                 "BIGINT" if store.postgres else "INTEGER"):
+        statements = _tables("BYTEA" if store.postgres else "BLOB",
+                             "BIGINT" if store.postgres else "INTEGER")
+        cur.execute(statements[0])
+        _add_missing_columns(cur, store)
+        for statement in statements[1:]:
             cur.execute(statement)
 
     def clear(self, cur: Any, store: SqlStore) -> None:
@@ -138,8 +155,11 @@ class ParticipantSummaryView:
             s["result"] == "positive" and s["confirmation"] is None
             for s in st.specimens.values())
         doc = st.external_ids.get("DOC", {}).get("value")
+        lines = attendance.recent(attendance_lines(st))
+        weekly = stage_requirement(policy, st.stage) if policy else {}
+        follow_up = next_follow_up_due(st, policy) if policy else None
         try:
-            sealed = self._seal(p, doc, last_test)
+            sealed = self._seal(p, doc, last_test, lines, follow_up)
         except ParticipantErased:
             return None
         return (str(p.id), admitted, p.version, st.program, st.facility, st.unit,
@@ -147,11 +167,26 @@ class ParticipantSummaryView:
                 _iso(st.admitted_on), _iso(st.expected_release_on),
                 st.discharge["effective_on"] if st.discharge else None, _iso(review_due),
                 min(dues) if dues else None, 1 if unconfirmed else 0,
-                self.index.digest("DOC", doc) if doc else None, sealed)
+                self.index.digest("DOC", doc) if doc else None, sealed,
+                _iso(attendance.first_day_below(lines, weekly, st.admitted_on)),
+                follow_up["due_on"] if follow_up else None)
 
-    def _seal(self, p: Participant, doc: str | None, last_test: dict[str, Any] | None) -> bytes:
+    def _seal(self, p: Participant, doc: str | None, last_test: dict[str, Any] | None,
+              lines: list[attendance.Line], follow_up: dict[str, Any] | None) -> bytes:
         st = p.state
+        mentor = next((m for m in st.mentorships.values()
+                       if m["side"] == "mentee" and m["ended_on"] is None), None)
         return self.sealer.seal(p.id, SEALED, json.dumps({
+            # The lines that can still fall in the 28 days, and the mentor as the record
+            # holds them (a sealed link): both are read against the day and the link keys
+            # of the moment the caseload is asked.
+            "attendance_lines": lines,
+            "mentor": None if mentor is None else {
+                k: mentor[k] for k in ("mentor_id", "link_id", "peer", "started_on")},
+            "recovery_supports": [
+                {k: r[k] for k in ("support_id", "kind", "provider", "started_on")}
+                for r in st.recovery_supports.values() if r["ended_on"] is None],
+            "next_follow_up_due": follow_up,
             "given_name": st.given_name, "family_name": st.family_name, "doc_number": doc,
             "privileges": st.active_privileges,
             "open_sanctions": [{k: s[k] for k in ("sanction_id", "sanction", "severity",
@@ -177,9 +212,24 @@ class ParticipantSummaryView:
 COLUMNS = ("participant_id", "admitted_position", "version", "program", "facility", "unit",
            "counselor_id", "status", "stage", "stage_since", "admitted_on",
            "expected_release_on", "discharged_on", "review_due_on", "sanction_due_on",
-           "result_unconfirmed", "doc_index", "sealed")
+           "result_unconfirmed", "doc_index", "sealed", "attendance_below_on",
+           "follow_up_due_on")
 ON_CONFLICT = ("ON CONFLICT (participant_id) DO UPDATE SET "
                + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:]))
+
+
+def _add_missing_columns(cur: Any, store: SqlStore) -> None:
+    if store.postgres:
+        cur.execute("SELECT column_name AS name FROM information_schema.columns"
+                    " WHERE table_schema = current_schema()"
+                    " AND table_name = 'tcledger_participant_summary'")
+        have = {row["name"] for row in cur.fetchall()}
+    else:
+        cur.execute("PRAGMA table_info(tcledger_participant_summary)")
+        have = {row[1] for row in cur.fetchall()}
+    for column in ADDED_COLUMNS:
+        if column not in have:
+            cur.execute(f"ALTER TABLE tcledger_participant_summary ADD COLUMN {column} TEXT")
 
 
 def _iso(day: date | None) -> str | None:

@@ -33,7 +33,8 @@ from projections.summary import SEALED
 from projections.timeline import read_timeline
 
 FlagName = Literal["review_due", "sanction_overdue", "result_unconfirmed",
-                   "release_within_90_days", "consent_expiring"]
+                   "release_within_90_days", "consent_expiring",
+                   "attendance_below_requirement", "follow_up_due"]
 
 router = APIRouter(prefix="/participants", tags=["participants"])
 
@@ -98,14 +99,18 @@ def list_caseload(request: Request, services: ServicesDep, caller: Reader,
         flags=tuple(flag or ()), sort=sort, limit=limit, **_cursor(cursor, sort))
     rows = caseload.find(services.store, query, today)
     services.keys.load([UUID(row["participant_id"]) for row in rows[:limit]])
-    items = []
+    opened = []
     for row in rows[:limit]:
         try:
-            personal = json.loads(services.sealer.open(
-                UUID(row["participant_id"]), SEALED, bytes(row["sealed"])))
+            opened.append((row, json.loads(services.sealer.open(
+                UUID(row["participant_id"]), SEALED, bytes(row["sealed"])))))
         except ParticipantErased:
             continue  # erased a moment ago; the view drops the row on its next batch
-        items.append(caseload_item(row, personal, today))
+    peers = peer_resolver(services, [
+        (m["link_id"], m["peer"], UUID(row["participant_id"])) for row, personal in opened
+        if (m := personal.get("mentor")) is not None])
+    items = [caseload_item(row, personal, today, services.policies.get(row["program"]), peers)
+             for row, personal in opened]
     request.state.accessed = [row["participant_id"] for row in rows[:limit]]  # access log
     if len(rows) <= limit:
         return {"items": items, "next_cursor": None}

@@ -55,8 +55,10 @@ def program_statistics(program: str, services: ServicesDep, caller: Reader,
                        to: date | None = None) -> dict[str, Any]:
     """Census by stage (now), and for the period: admissions, discharges by type, completion
     rate, median days per completed stage, tests by result, positive rate, sanctions by
-    severity. Counselors and supervisors see their own facility."""
-    if services.policies.get(program) is None:
+    severity, attendance by group kind, follow-ups by window (reached, outcomes).
+    Counselors and supervisors see their own facility."""
+    policy = services.policies.get(program)
+    if policy is None:
         raise Problem(404, "not-found", "Unknown program", f"no program {program!r}")
     if caller.role in ("counselor", "supervisor"):
         if facility is not None and facility != caller.facility:
@@ -67,7 +69,9 @@ def program_statistics(program: str, services: ServicesDep, caller: Reader,
     if first > last:
         raise Problem(422, "validation", "Invalid request", "from: after to",
                       errors=[{"field": "from", "message": "must not be after to"}])
-    return program_stats(services.store, StatsQuery(program, facility, first, last))
+    return program_stats(services.store, StatsQuery(
+        program, facility, first, last, group_kinds=tuple(policy.group_kinds),
+        follow_up_windows=tuple(w.code for w in policy.follow_up_windows)))
 
 
 @router.get("/{program}")

@@ -12,8 +12,12 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
 
+from domain import community as c
+from domain import events as ev
 from domain.errors import DomainError
+from domain.groups import GroupSession
 from domain.provenance import Provenance
+from infra.peers import PeerLinks
 from infra.wiring import build
 from projections.wiring import build_runner
 
@@ -76,9 +80,108 @@ def generate(services, participants: int, steps: int, seed: int = 11) -> list[UU
             services.ledger.execute(pid, lambda p, policy: act(p, policy, kind, n))
         except DomainError:
             pass  # a rule refused it (a discharged record, a repeated grant): realistic
-    for pid in rng.sample(ids, 3):
+    peers = community(services, ids, random.Random(seed + 1000))
+    erased = rng.sample(ids, 3)
+    for n, peer in enumerate(p for p in peers if p not in erased):  # someone's peer, mentor
+        erased[n] = peer
+        if n == 1:
+            break
+    for pid in erased:
         services.ledger.erase(pid, Provenance("admin-1", "admin"), "retention ended")
     return ids
+
+
+def community(services, ids: list[UUID], rng: random.Random) -> list[UUID]:
+    """Group sessions with whole rosters, peer feedback, mentors, follow-ups and recovery
+    supports, and corrections and voids of them. Returns a mentor and a peer who gave
+    feedback, for the caller to erase."""
+    ledger, policy, now = services.ledger, services.policies.get("tc-default"), \
+        datetime.now(UTC)
+    facility_of = {pid: ledger.participant(pid).state.facility for pid in ids}
+    kinds = list(policy.group_kinds)
+    for n in range(12):
+        facility = rng.choice(["F-NORTH", "F-SOUTH"])
+        group = GroupSession.hold(policy, by=BY, facility=facility, unit=None,
+                                  kind=rng.choice(kinds), duration_minutes=60,
+                                  held_at=now - timedelta(days=rng.randint(0, 35), hours=1),
+                                  facilitator_staff_id="staff-f1")
+        ledger.hold_group(group)
+        members = [p for p in ids if facility_of[p] == facility]
+        ledger.execute_each({pid: (lambda p, _, s=group.session, st=rng.choice(
+            ["present", "present", "late", "excused", "absent"]):
+            c.record_attendance(p, s, by=BY, status=st)) for pid in members})
+    links = PeerLinks(services.keys)
+    chosen: list[UUID] = []
+    for n in range(40):
+        active = [p for p in ids if ledger.participant(p).state.status == "active"]
+        first = rng.choice(active) if active else None
+        others = [p for p in active if p != first and facility_of[p] == facility_of[first]]
+        if not others:
+            continue
+        second = rng.choice(others)
+        if n % 2 == 0 and ledger.participant(first).state.stage != "orientation":
+            continue
+        try:
+            if n % 2 == 0:
+                if ledger.participant(second).state.stage == "orientation":
+                    ledger.execute(second, lambda p, policy: p.promote(
+                        policy, by=SUPERVISOR, to_stage="phase-1", at=now, reason="r",
+                        override=True))
+                ledger.execute_together([first, second], lambda ps, a=first, b=second:
+                                        c.assign_mentor(ps[a], ps[b], policy, by=BY, at=now,
+                                                        reason="pairing",
+                                                        seals=links.link(a, b)))
+            else:
+                ledger.execute_together([first, second], lambda ps, a=first, b=second:
+                                        c.record_peer_feedback(
+                                            ps[a], ps[b], by=BY, kind=rng.choice(
+                                                ["pull-up", "affirmation"]),
+                                            behaviour="synthetic", observed_at=now,
+                                            reason="peer report", seals=links.link(a, b)))
+            chosen.append(second)
+        except DomainError:
+            pass
+    for pid in ids:
+        def aftercare(p, policy, pid=pid):
+            if rng.random() < 0.3:
+                c.link_recovery_support(p, by=BY, kind="mutual-aid", provider="Synthetic",
+                                        at=now, reason="plan")
+            for mentorship in list(p.state.mentorships.values()):
+                if mentorship["ended_on"] is None and rng.random() < 0.3:
+                    c.end_mentor(p, by=BY, mentor_id=mentorship["mentor_id"], at=now,
+                                 reason="ended")
+            if p.state.status == "discharged":
+                for window in ("30d", "90d"):
+                    reached = rng.random() < 0.6
+                    c.record_follow_up(p, policy, by=BY, window=window, at=now,
+                                       method="phone", reached=reached,
+                                       outcomes={"abstinent": rng.choice([True, False, None])}
+                                       if reached else {}, reason="scheduled")
+        try:
+            ledger.execute(pid, aftercare)
+        except DomainError:
+            pass
+    for pid in rng.sample(ids, len(ids) // 3):
+        def amend(p, policy):
+            community_events = [e for e in p.history if isinstance(e, (
+                ev.GroupAttended, ev.GroupMissed, ev.FollowUpRecorded,
+                ev.RecoverySupportLinked, ev.PeerFeedbackRecorded))]
+            if not community_events:
+                return
+            target = rng.choice(community_events)
+            if isinstance(target, ev.GroupAttended) and rng.random() < 0.5:
+                p.correct_entry(policy, by=BY, version=target.originator_version,
+                                changes={"status": "late"}, at=now, reason="was late")
+            else:
+                p.void_entry(policy, by=BY, version=target.originator_version, at=now,
+                             reason="entered in error")
+        try:
+            ledger.execute(pid, amend)
+        except DomainError:
+            pass
+    mentors = [m for m in chosen if any(
+        x["side"] == "mentor" for x in ledger.participant(m).state.mentorships.values())]
+    return list(dict.fromkeys(mentors[:1] + chosen))
 
 
 def digest(services) -> str:
@@ -112,6 +215,11 @@ def test_incremental_and_rebuilt_views_are_identical(services):
     live = digest(services)
     assert services.log.head() > 450
     assert len(json.loads(live)[0]) == len(ids) + len(more) - 6  # 6 erased
+    sealed = [row["sealed"] for row in json.loads(live)[0]]
+    assert any(s["attendance_lines"] for s in sealed) and any(s["mentor"] for s in sealed)
+    assert any(s["recovery_supports"] for s in sealed)
+    measures = {row["measure"] for row in json.loads(live)[3]}
+    assert {"attendance", "follow_up", "follow_up_outcome"} <= measures
     runner.rebuild()
     assert digest(services) == live
     fresh = build_runner(services, batch_size=1000)  # a new process, cold caches
