@@ -57,6 +57,14 @@ RecordWithMany = Callable[[Outcomes], dict[str, Any]]
 
 T = TypeVar("T")
 CONFLICT_RETRIES = 8  # then the caller hears 409 and may retry itself
+# A write of several records loses a race whenever any one of them moved: it may try more
+# often (about a second in all) before the caller hears 409.
+MANY_CONFLICT_RETRIES = 40
+
+
+def _back_off(attempt: int) -> None:
+    """Another process won the race: wait a little, at random, before reloading."""
+    time.sleep(random.uniform(0, min(0.002 * (attempt + 1), 0.05)))
 
 
 class DataKeys(Protocol):
@@ -199,8 +207,7 @@ class TCLedger(Application[UUID]):
                 except BaseException:
                     self._live.drop(participant_id)
                     raise
-            # Another process won the race; back off a little, at random, before reloading.
-            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+            _back_off(attempt)
         raise AssertionError("unreachable")
 
     def execute_each(self, commands: Mapping[UUID, Command], *, guard: Guard | None = None,
@@ -211,7 +218,7 @@ class TCLedger(Application[UUID]):
         command that records nothing (a replay) gets its record's version. On a version
         conflict the whole set is reloaded and run again."""
         ids = list(commands)
-        for attempt in range(CONFLICT_RETRIES):
+        for attempt in range(MANY_CONFLICT_RETRIES):
             with self._locked(ids):
                 outcomes: dict[UUID, WriteResult | DomainError] = {}
                 changed: list[Participant] = []
@@ -234,8 +241,9 @@ class TCLedger(Application[UUID]):
                 except RecordConflictError:
                     for participant in changed:
                         self._live.drop(participant.id)
-                    if attempt == CONFLICT_RETRIES - 1:
+                    if attempt == MANY_CONFLICT_RETRIES - 1:
                         raise
+                    _back_off(attempt)
                     continue
                 except BaseException:
                     for pid in ids:
@@ -243,7 +251,6 @@ class TCLedger(Application[UUID]):
                     raise
                 return {pid: replace(o, position=positions.get(pid, 0))
                         if isinstance(o, WriteResult) else o for pid, o in outcomes.items()}
-            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
         raise AssertionError("unreachable")
 
     def execute_together(self, ids: Sequence[UUID], command: JointCommand, *,
@@ -251,7 +258,7 @@ class TCLedger(Application[UUID]):
                          ) -> dict[UUID, WriteResult]:
         """Runs one command over several records and saves them all in one transaction, or
         none when it refuses; retries the whole set when another writer won a race."""
-        for attempt in range(CONFLICT_RETRIES):
+        for attempt in range(MANY_CONFLICT_RETRIES):
             with self._locked(ids):
                 try:
                     participants = {pid: self._current(pid, catch_up=False) for pid in ids}
@@ -269,13 +276,13 @@ class TCLedger(Application[UUID]):
                 except RecordConflictError:
                     for pid in ids:
                         self._live.drop(pid)
-                    if attempt == CONFLICT_RETRIES - 1:
+                    if attempt == MANY_CONFLICT_RETRIES - 1:
                         raise
                 except BaseException:
                     for pid in ids:
                         self._live.drop(pid)
                     raise
-            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+            _back_off(attempt)
         raise AssertionError("unreachable")
 
     def hold_group(self, session: GroupSession,
