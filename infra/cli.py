@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     verify_bundle.add_argument("--public-key", type=Path,
                                help="also require the bundle's key to be this one (PEM)")
 
+    # integrations/ builds on infra: its commands are added, and run, from there.
+    importlib.import_module("integrations.cli").add_commands(commands)
+
     policy = commands.add_parser("policy", help="program policy files")
     policy_commands = policy.add_subparsers(dest="action", required=True)
     check = policy_commands.add_parser("check", help="validate a policy file")
@@ -107,6 +110,8 @@ def _run(args: argparse.Namespace) -> int:
             return _projections(services, args)
         if args.command == "audit":
             return int(importlib.import_module("audit.cli").run(services, args))
+        if args.command == "integrations":
+            return int(importlib.import_module("integrations.cli").run(services, args))
         count = services.keys.rotate(KeyEncryptionKey.from_file(args.new_kek_file))
         print(f"re-wrapped {count} data keys; now point TCLEDGER_KEK_FILE at the new key")
         return 0

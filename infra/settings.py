@@ -41,6 +41,9 @@ class Settings(BaseSettings):
         250_000, ge=1, description="log entries per transaction while a view is rebuilt")
     token_cache_seconds: float = Field(
         5.0, description="how long a checked token is trusted without asking the database")
+    feed_poll_interval: float = Field(
+        0.25, gt=0, le=5, description="seconds between looks at the log while a feed "
+                                      "request long-polls (`wait=`)")
 
     @property
     def sqlite_path(self) -> Path:
