@@ -190,7 +190,7 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     app.state.runner = runner
     app.state.audit_ledger = ledger
     app.state.access_log = access_log
-    app.state.integrations = build_integrations(services)
+    app.state.integrations = build_integrations(services, runner)
     app.state.in_flight = InFlight()
     problems.install(app)
     for router in (participants.router, admin.router, programs.router, health.router,

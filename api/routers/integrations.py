@@ -1,9 +1,9 @@
 """Integrations: clients (admin), the consent-scoped feed, and lab results pushed in.
 
 The feed answers a CloudEvents JSON batch; its disclosure is written to the access log
-before the answer leaves (503 if it cannot be). Ingestion takes one JSON result or an
-NDJSON bulk and answers each line on its own: a refused line writes nothing, the others
-are recorded.
+before the answer leaves (503 if it cannot be). Ingestion (lab results, movements) takes
+one JSON message or an NDJSON bulk and answers each line on its own: a refused line
+writes nothing, the others are recorded.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -20,10 +21,10 @@ from eventsourcing.persistence import RecordConflictError
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from api.deps import Admin, access_entry, require
-from api.integration_schemas import IntegrationIn, LabResultIn
+from api.integration_schemas import Inbound, IntegrationIn, LabResultIn, MovementIn
 from api.problems import PROBLEM, Problem, field_path
 from audit.access import Access
 from domain.errors import InvalidValue, NotFound, ParticipantErased, RuleViolation
@@ -31,7 +32,8 @@ from domain.provenance import Provenance
 from infra.tokens import Caller
 from integrations.clients import ClientError, IntegrationClient
 from integrations.feed import FeedPage
-from integrations.lab_results import AmbiguousSpecimen, DuplicateResultId, Recorded
+from integrations.inbound import AlsoWith, Ambiguous, DuplicateId, Recorded
+from integrations.movements import ViewsBehind
 from integrations.wiring import Integrations
 
 router = APIRouter(tags=["integrations"])
@@ -166,23 +168,46 @@ async def _record_disclosure(request: Request, client: IntegrationClient,
 
 # --- ingestion -----------------------------------------------------------------------------
 
-_LAB_RESULT_BODY = {"content": {
-    "application/json": {"schema": LabResultIn.model_json_schema()},
-    "application/x-ndjson": {"schema": {"type": "string", "description": (
-        "one LabResultIn object per line")}}}, "required": True}
+Receive = Callable[[Any, Provenance, str, AlsoWith], Recorded]
 
 
-@router.post("/ingest/lab-results", openapi_extra={"requestBody": _LAB_RESULT_BODY},
-             responses={201: {"description": "recorded"}, 200: {
-                 "description": "the same result again (its first answer), or the answer "
-                                "per line of an NDJSON push"}})
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    return {"content": {
+        "application/json": {"schema": model.model_json_schema()},
+        "application/x-ndjson": {"schema": {"type": "string", "description": (
+            f"one {model.__name__} object per line")}}}, "required": True}
+
+
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    201: {"description": "recorded"},
+    200: {"description": "the same message again (its first answer), or the answer per "
+                         "line of an NDJSON push"}}
+
+
+@router.post("/ingest/lab-results", openapi_extra={"requestBody": _body_doc(LabResultIn)},
+             responses=_ANSWERS)
 async def ingest_lab_results(request: Request, client: Client,
                              integrations: IntegrationsDep) -> Response:
     """A lab result by `specimen_id`, idempotent on `result_id`; NDJSON: one per line."""
+    return await _ingest(request, client, LabResultIn, integrations.lab_results.receive)
+
+
+@router.post("/ingest/movements", openapi_extra={"requestBody": _body_doc(MovementIn)},
+             responses=_ANSWERS)
+async def ingest_movements(request: Request, client: Client,
+                           integrations: IntegrationsDep) -> Response:
+    """A transfer, new release date or release by DOC number, idempotent on `movement_id`;
+    NDJSON: one per line."""
+    return await _ingest(request, client, MovementIn, integrations.movements.receive)
+
+
+async def _ingest(request: Request, client: IntegrationClient, model: type[Inbound],
+                  receive: Receive) -> Response:
     bulk = _is_bulk(request.headers.get("content-type", ""))
     raw = await request.body()
     if not bulk:
-        status, body = await run_in_threadpool(_one_line, request, integrations, client, raw)
+        status, body = await run_in_threadpool(_one_line, request, client, raw, model,
+                                               receive)
         if status >= 400:
             return JSONResponse(body, status_code=status, media_type=PROBLEM)
         return JSONResponse(body, status_code=status, headers={"ETag": f'"{body["version"]}"'})
@@ -194,12 +219,13 @@ async def ingest_lab_results(request: Request, client: Client,
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        status, body = await run_in_threadpool(_one_line, request, integrations, client, line)
+        status, body = await run_in_threadpool(_one_line, request, client, line, model,
+                                               receive)
         results.append({"line": number, "status": status,
                         **({"problem": body} if status >= 400 else body)})
     if not results:
-        raise Problem(422, "validation", "Invalid request", "body: no result in the push",
-                      errors=[{"field": "body", "message": "no result in the push"}])
+        raise Problem(422, "validation", "Invalid request", "body: nothing in the push",
+                      errors=[{"field": "body", "message": "nothing in the push"}])
     return JSONResponse({"results": results, **_counts(results)})
 
 
@@ -210,7 +236,7 @@ def _is_bulk(content_type: str) -> bool:
     if media in ("application/json", ""):
         return False
     raise Problem(415, "unsupported-media-type", "Unsupported media type",
-                  "send application/json (one result) or application/x-ndjson (one per line)")
+                  "send application/json (one message) or application/x-ndjson (one per line)")
 
 
 def _counts(results: list[dict[str, Any]]) -> dict[str, int]:
@@ -219,18 +245,18 @@ def _counts(results: list[dict[str, Any]]) -> dict[str, int]:
             "refused": sum(r["status"] >= 400 for r in results)}
 
 
-def _one_line(request: Request, integrations: Integrations, client: IntegrationClient,
-              raw: bytes) -> tuple[int, dict[str, Any]]:
-    """One result: (status, answer) or (status, problem); nothing written when refused."""
+def _one_line(request: Request, client: IntegrationClient, raw: bytes, model: type[Inbound],
+              receive: Receive) -> tuple[int, dict[str, Any]]:
+    """One message: (status, answer) or (status, problem); nothing written when refused."""
     try:
         parsed = json.loads(raw)
         if not isinstance(parsed, dict):
             raise ValueError("not an object")
     except (ValueError, UnicodeDecodeError):
         return _problem(400, "malformed-json", "Malformed JSON",
-                        "the result is not a JSON object")
+                        "the message is not a JSON object")
     try:
-        line = LabResultIn.model_validate(parsed)
+        message = model.model_validate(parsed).message()
     except ValidationError as exc:
         errors = [{"field": field_path(e.get("loc", ())), "message": e.get("msg", "")}
                   for e in exc.errors()]
@@ -240,7 +266,7 @@ def _one_line(request: Request, integrations: Integrations, client: IntegrationC
     by = Provenance(actor_id=client.token_id, actor_role="integration",
                     source=f"integration:{client.recipient}",
                     correlation_id=request.state.request_id,
-                    causation_id=f"lab-result:{line.result_id}")
+                    causation_id=f"{message.noun}:{message.external_id}")
     access_log = request.app.state.access_log
 
     def also_with(stream: UUID) -> list[Any]:
@@ -248,9 +274,8 @@ def _one_line(request: Request, integrations: Integrations, client: IntegrationC
         return [access_log.stored(access_entry(request, [str(stream)], "write", 201))]
 
     try:
-        recorded: Recorded = integrations.lab_results.receive(
-            line.lab_result(), by, client.recipient, also_with)
-    except Exception as exc:  # each refusal is this line's answer, not the request's
+        recorded = receive(message, by, client.recipient, also_with)
+    except Exception as exc:  # each refusal is this message's answer, not the request's
         return _refusal(exc)
     return recorded.status, recorded.body
 
@@ -263,15 +288,19 @@ def _refusal(exc: Exception) -> tuple[int, dict[str, Any]]:
         return _problem(404, "not-found", f"Unknown {exc.what}", str(exc))
     if isinstance(exc, ParticipantErased):
         return _problem(410, "erased", "Participant erased",
-                        "the record that collected this specimen was erased")
+                        "the record this names was erased")
     if isinstance(exc, RuleViolation):
         return 409, {"type": f"urn:tcledger:rule:{exc.rule}",
                      "title": "A program rule refused this", "status": 409,
                      "detail": exc.detail, "rule": exc.rule}
-    if isinstance(exc, DuplicateResultId):
-        return _problem(409, "duplicate-result-id", "Result id already used", str(exc))
-    if isinstance(exc, AmbiguousSpecimen):
-        return _problem(409, "ambiguous-specimen", "Specimen id not unique", str(exc))
+    if isinstance(exc, DuplicateId):
+        return _problem(409, f"duplicate-{exc.noun}-id", "Id already used", str(exc))
+    if isinstance(exc, Ambiguous):
+        return _problem(409, "ambiguous-" + exc.what.lower().replace(" ", "-"),
+                        f"{exc.what} not unique", str(exc))
+    if isinstance(exc, ViewsBehind):
+        return _problem(503, "views-behind", "Not yet at the end of the log",
+                        "the record cannot be found until the views catch up; send it again")
     if isinstance(exc, RecordConflictError):
         return _problem(409, "concurrent-write", "Concurrent write",
                         "another write to this record won the race; send it again")
