@@ -21,8 +21,10 @@ class Inbound(Body):
 
 class IntegrationIn(Body):
     recipient: Name = Field(description="the recipient name that consents must give")
-    categories: list[Code] = Field(min_length=1, max_length=20,
+    categories: list[Code] = Field(default_factory=list, max_length=20,
                                    description="consent categories to receive")
+    ingests: list[Literal["lab-results", "movements"]] = Field(
+        default_factory=list, max_length=2, description="what it may push in")
     name: Name | None = Field(None, description="the token's name (default: the recipient)")
 
 

@@ -16,8 +16,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                                                "(printed once)")
     create.add_argument("--recipient", required=True,
                         help="the recipient name that participants' consents must give")
-    create.add_argument("--categories", required=True,
+    create.add_argument("--categories", default="",
                         help="comma-separated consent categories to receive")
+    create.add_argument("--ingests", default="",
+                        help="comma-separated pushes it may make: lab-results, movements")
     create.add_argument("--name", help="the token's name (default: the recipient)")
     actions.add_parser("list", help="list integration clients (never their secrets)")
 
@@ -26,16 +28,24 @@ def run(services: Services, args: argparse.Namespace) -> int:
     clients = IntegrationClients(services.store, services.tokens)
     if args.action == "list":
         for client in clients.list():
-            print(f"{client.token_id}\t{client.recipient}\t{','.join(sorted(client.categories))}")
+            print("\t".join([client.token_id, client.recipient,
+                             ",".join(sorted(client.categories)) or "-",
+                             ",".join(sorted(client.ingests)) or "-"]))
         return 0
-    categories = [c.strip() for c in args.categories.split(",") if c.strip()]
     try:
-        client, secret = clients.create(recipient=args.recipient, categories=categories,
-                                        name=args.name)
+        client, secret = clients.create(recipient=args.recipient,
+                                        categories=_listed(args.categories),
+                                        ingests=_listed(args.ingests), name=args.name)
     except ClientError as exc:
         print(f"tcledger: {exc}", file=sys.stderr)
         return 2
     print(secret)
     print(f"integration {client.token_id}: recipient {client.recipient!r}, categories "
-          f"{', '.join(sorted(client.categories))} (shown once; store it now)", file=sys.stderr)
+          f"{', '.join(sorted(client.categories)) or '-'}, ingests "
+          f"{', '.join(sorted(client.ingests)) or '-'} (shown once; store it now)",
+          file=sys.stderr)
     return 0
+
+
+def _listed(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]

@@ -76,7 +76,8 @@ def create_integration(body: IntegrationIn, integrations: IntegrationsDep,
     """An integration client: its token (shown once), recipient and subscriptions."""
     try:
         client, secret = integrations.clients.create(
-            recipient=body.recipient, categories=body.categories, name=body.name)
+            recipient=body.recipient, categories=body.categories, ingests=body.ingests,
+            name=body.name)
     except ClientError as exc:
         raise Problem(422, "validation", "Invalid request", str(exc),
                       errors=[{"field": exc.field, "message": exc.detail}]) from None
@@ -189,6 +190,7 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
 async def ingest_lab_results(request: Request, client: Client,
                              integrations: IntegrationsDep) -> Response:
     """A lab result by `specimen_id`, idempotent on `result_id`; NDJSON: one per line."""
+    _may_push(client, "lab-results")
     return await _ingest(request, client, LabResultIn, integrations.lab_results.receive)
 
 
@@ -198,7 +200,15 @@ async def ingest_movements(request: Request, client: Client,
                            integrations: IntegrationsDep) -> Response:
     """A transfer, new release date or release by DOC number, idempotent on `movement_id`;
     NDJSON: one per line."""
+    _may_push(client, "movements")
     return await _ingest(request, client, MovementIn, integrations.movements.receive)
+
+
+def _may_push(client: IntegrationClient, what: str) -> None:
+    if what not in client.ingests:
+        raise Problem(403, "forbidden", "Not allowed",
+                      f"this integration client may not push {what}; an admin grants it "
+                      "when creating the client (ingests)")
 
 
 async def _ingest(request: Request, client: IntegrationClient, model: type[Inbound],

@@ -18,10 +18,12 @@ LAB = "Synthetic Reference Lab"
 
 
 class IntegrationClient:
-    def __init__(self, api: Any, recipient: str, categories: list[str]) -> None:
+    def __init__(self, api: Any, recipient: str, categories: list[str],
+                 ingests: tuple[str, ...] = ()) -> None:
         self.api = api
-        created = ok(api.post("/admin/integrations",
-                              {"recipient": recipient, "categories": categories}, role="admin"))
+        created = ok(api.post("/admin/integrations", {
+            "recipient": recipient, "categories": categories, "ingests": list(ingests)},
+            role="admin"))
         self.token = created["token"]
         self.token_id = created["token_id"]
         self.recipient = recipient

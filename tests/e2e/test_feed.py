@@ -286,10 +286,11 @@ def test_who_may_read_the_feed_and_bad_queries(api) -> None:
         assert response.json()["errors"][0]["field"] in params
     for body in ({"recipient": "", "categories": ["discharge"]},
                  {"recipient": "X", "categories": []},
-                 {"recipient": "X", "categories": ["gossip"]}):
+                 {"recipient": "X", "categories": ["gossip"]},
+                 {"recipient": "X", "categories": [], "ingests": ["gossip"]}):
         refused = api.post("/admin/integrations", body, role="admin")
         assert refused.status_code == 422, body
     assert api.post("/admin/integrations", {"recipient": "X", "categories": ["discharge"]},
                     role="auditor").status_code == 403
     listed = ok(api.get("/admin/integrations", role="admin"), 200)["items"]
-    assert [c["recipient"] for c in listed] == [PAROLE]
+    assert [(c["recipient"], c["ingests"]) for c in listed] == [(PAROLE, [])]

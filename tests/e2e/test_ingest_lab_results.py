@@ -30,7 +30,7 @@ def version_of(api, pid: str) -> int:
 
 
 def test_one_result_is_recorded_once_by_its_specimen(api) -> None:
-    lab = IntegrationClient(api, LAB, ["drug-tests"])
+    lab = IntegrationClient(api, LAB, ["drug-tests"], ("lab-results",))
     pid = admitted_with_specimen(api, 201, "SPC-201")
     body = screen("LR-1", "SPC-201", "positive",
                   substances=[{"code": "synthetic-cannabinoids", "level_ng_ml": 80}])
@@ -60,7 +60,7 @@ def test_one_result_is_recorded_once_by_its_specimen(api) -> None:
 
 
 def test_ndjson_answers_each_line_and_writes_nothing_for_a_refused_one(api) -> None:
-    lab = IntegrationClient(api, LAB, ["drug-tests"])
+    lab = IntegrationClient(api, LAB, ["drug-tests"], ("lab-results",))
     first = admitted_with_specimen(api, 202, "SPC-202")
     second = admitted_with_specimen(api, 203, "SPC-203")
     gone = admitted_with_specimen(api, 204, "SPC-204")
@@ -115,7 +115,7 @@ def test_ndjson_answers_each_line_and_writes_nothing_for_a_refused_one(api) -> N
 
 
 def test_an_ingested_result_reaches_a_consented_recipient(api) -> None:
-    lab = IntegrationClient(api, LAB, ["drug-tests"])
+    lab = IntegrationClient(api, LAB, ["drug-tests"], ("lab-results",))
     parole = IntegrationClient(api, PAROLE, ["drug-tests"])
     pid = admitted_with_specimen(api, 205, "SPC-205")
     ok(api.post(f"/participants/{pid}/consents", {
@@ -129,7 +129,7 @@ def test_an_ingested_result_reaches_a_consented_recipient(api) -> None:
 
 
 def test_bad_requests_are_clear_and_write_nothing(api) -> None:
-    lab = IntegrationClient(api, LAB, ["drug-tests"])
+    lab = IntegrationClient(api, LAB, ["drug-tests"], ("lab-results",))
     pid = admitted_with_specimen(api, 206, "SPC-206")
     twin = admitted_with_specimen(api, 207, "SPC-206")  # two records reuse one specimen id
     before = {p: version_of(api, p) for p in (pid, twin)}
@@ -153,4 +153,8 @@ def test_bad_requests_are_clear_and_write_nothing(api) -> None:
                             headers=api.headers("integration"))
     assert plain.status_code == 403
     assert api.client.post("/ingest/lab-results", json={}).status_code == 401
+    parole = IntegrationClient(api, PAROLE, ["drug-tests"])  # receives, may not push
+    refused = parole.post("/ingest/lab-results", screen("LR-34", "SPC-206"))
+    assert refused.status_code == 403 and "may not push lab-results" in refused.text
+    assert lab.post("/ingest/movements", {}).status_code == 403
     assert {p: version_of(api, p) for p in (pid, twin)} == before

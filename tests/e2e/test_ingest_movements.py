@@ -30,7 +30,7 @@ def movement(movement_id: str, doc: str, kind: str, **fields) -> dict:
 
 
 def test_transfer_release_date_and_release_each_once(api) -> None:
-    oms = IntegrationClient(api, OMS, ["admission-and-status"])
+    oms = IntegrationClient(api, OMS, ["admission-and-status"], ("movements",))
     pid, doc = admitted(api, 301)
     transfer = movement("MV-1", doc, "transfer", facility="F-SOUTH", unit="U-9")
     first = oms.post("/ingest/movements", transfer)
@@ -71,7 +71,7 @@ def test_transfer_release_date_and_release_each_once(api) -> None:
 
 
 def test_ndjson_movements_answer_each_line(api) -> None:
-    oms = IntegrationClient(api, OMS, ["admission-and-status"])
+    oms = IntegrationClient(api, OMS, ["admission-and-status"], ("movements",))
     pid, doc = admitted(api, 302, unit="U-2")
     before = record(api, pid)["version"]
     lines = [
@@ -100,7 +100,7 @@ def test_ndjson_movements_answer_each_line(api) -> None:
 
 
 def test_a_doc_number_finds_the_one_active_record(api) -> None:
-    oms = IntegrationClient(api, OMS, ["admission-and-status"])
+    oms = IntegrationClient(api, OMS, ["admission-and-status"], ("movements",))
     old, doc = admitted(api, 303)
     ok(api.post(f"/participants/{old}/discharge", {"type": "voluntary-withdrawal",
                                                    "reason": "left"}))
@@ -118,7 +118,7 @@ def test_a_doc_number_finds_the_one_active_record(api) -> None:
 
 
 def test_movements_reach_a_consented_recipient(api) -> None:
-    oms = IntegrationClient(api, OMS, ["admission-and-status"])
+    oms = IntegrationClient(api, OMS, ["admission-and-status"], ("movements",))
     parole = IntegrationClient(api, PAROLE, ["admission-and-status", "discharge"])
     pid, doc = admitted(api, 306)
     ok(api.post(f"/participants/{pid}/consents", {

@@ -38,4 +38,8 @@ def test_unknown_category_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TCLEDGER_VAR_DIR", str(tmp_path))
     monkeypatch.setenv("TCLEDGER_KEK", TEST_KEK)
     assert main(["integrations", "create", "--recipient", "X", "--categories", "gossip"]) == 2
-    assert "unknown category" in capsys.readouterr().err
+    assert "unknown value 'gossip'" in capsys.readouterr().err
+    assert main(["integrations", "create", "--recipient", "X"]) == 2
+    assert "subscribe to a category or ingest" in capsys.readouterr().err
+    assert main(["integrations", "create", "--recipient", "Synthetic Lab",
+                 "--ingests", "lab-results"]) == 0
