@@ -54,6 +54,16 @@ class Ambiguous(Exception):
         super().__init__(f"more than one record holds this {what}")
 
 
+class RefusedAt(Exception):
+    """A message that found its record and was refused there (`cause` says why): the
+    access log keeps such attempts as it keeps refused writes by staff."""
+
+    def __init__(self, participant_id: UUID, cause: Exception) -> None:
+        self.participant_id = participant_id
+        self.cause = cause
+        super().__init__(str(cause))
+
+
 @dataclass(frozen=True)
 class Recorded:
     status: int  # 201 the first time, 200 the same message again
@@ -95,13 +105,17 @@ class Receiver:
         try:
             written = self._ledger.execute(participant, command, record_with=record_with)
         except Exception as exc:
-            # The same message, racing in from another request, may have won: answer as it.
-            earlier = self._earlier(scope, key, message, content)
+            cause: Exception = exc
+            try:
+                # The same message, racing in from another request, may have won.
+                earlier = self._earlier(scope, key, message, content)
+            except DuplicateId as duplicate:
+                earlier, cause = None, duplicate
             if earlier is not None:
                 return earlier
-            if isinstance(exc, IntegrityError):
-                raise DuplicateId(message.noun, message.external_id) from None
-            raise
+            if isinstance(cause, IntegrityError):
+                cause = DuplicateId(message.noun, message.external_id)
+            raise RefusedAt(participant, cause) from exc
         return Recorded(201, {id_field: message.external_id, "id": str(written.id),
                               "version": written.version, "position": written.position})
 

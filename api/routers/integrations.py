@@ -32,7 +32,7 @@ from domain.provenance import Provenance
 from infra.tokens import Caller
 from integrations.clients import ClientError, IntegrationClient
 from integrations.feed import FeedPage
-from integrations.inbound import AlsoWith, Ambiguous, DuplicateId, Recorded
+from integrations.inbound import AlsoWith, Ambiguous, DuplicateId, Recorded, RefusedAt
 from integrations.movements import ViewsBehind
 from integrations.wiring import Integrations
 
@@ -173,8 +173,11 @@ Receive = Callable[[Any, Provenance, str, AlsoWith], Recorded]
 
 
 def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    # Nested models (SubstanceIn) are referred to where FastAPI puts them: in components.
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
     return {"content": {
-        "application/json": {"schema": model.model_json_schema()},
+        "application/json": {"schema": schema},
         "application/x-ndjson": {"schema": {"type": "string", "description": (
             f"one {model.__name__} object per line")}}}, "required": True}
 
@@ -285,9 +288,23 @@ def _one_line(request: Request, client: IntegrationClient, raw: bytes, model: ty
 
     try:
         recorded = receive(message, by, client.recipient, also_with)
+    except RefusedAt as refused:
+        status, problem = _refusal(refused.cause)
+        _record_refused(request, refused.participant_id, status)
+        return status, problem
     except Exception as exc:  # each refusal is this message's answer, not the request's
         return _refusal(exc)
     return recorded.status, recorded.body
+
+
+def _record_refused(request: Request, participant_id: UUID, status: int) -> None:
+    """A push refused at a record is an attempt on it: logged as staff attempts are."""
+    action = "denied" if status in (401, 403, 404, 410) else "failed"
+    try:
+        request.app.state.access_log.record(
+            access_entry(request, [str(participant_id)], action, status))
+    except Exception as exc:  # the push is refused either way; say so to the operators
+        log.error("access_log_failed", error_type=type(exc).__name__)
 
 
 def _refusal(exc: Exception) -> tuple[int, dict[str, Any]]:

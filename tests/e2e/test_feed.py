@@ -249,7 +249,7 @@ def test_every_disclosure_is_in_the_access_log_before_the_page(api) -> None:
 def test_expired_consent_discloses_nothing(api) -> None:
     parole = IntegrationClient(api, PAROLE, ["stage-progress"])
     pid = admit(api, 140)
-    consent(api, pid, ["stage-progress"])
+    consent_id = consent(api, pid, ["stage-progress"])
     ok(api.post(f"/participants/{pid}/privileges", {"action": "grant",
                                                    "privilege": "commissary",
                                                    "reason": "earned"}))
@@ -259,6 +259,15 @@ def test_expired_consent_discloses_nothing(api) -> None:
     assert len(feed.page(client, 0, 100, today).events) == 1  # the grant; admission not consented
     expired = feed.page(client, 0, 100, today + timedelta(days=366))
     assert expired.events == [] and expired.next_cursor >= feed.head()
+    # Through HTTP: the consent's expiry corrected to yesterday ends it today.
+    history = ok(api.get(f"/participants/{pid}/history"), 200)["events"]
+    given = next(e["version"] for e in history if e["type"] == "ConsentGiven"
+                 and e["data"]["consent_id"] == consent_id)
+    ok(api.post(f"/participants/{pid}/corrections", {
+        "supersedes_version": given, "action": "correct",
+        "changes": {"expires_on": (today - timedelta(days=1)).isoformat()},
+        "reason": "the signed form says it ended yesterday"}))
+    assert parole.page("0")[0] == []
 
 
 def test_erased_participants_yield_nothing(api) -> None:

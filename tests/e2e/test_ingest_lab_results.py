@@ -104,6 +104,9 @@ def test_ndjson_answers_each_line_and_writes_nothing_for_a_refused_one(api) -> N
     assert by_line[12]["problem"]["rule"] == "specimen-already-resulted"
     assert by_line[5]["id"] == by_line[1]["id"] == first
     after = {pid: version_of(api, pid) for pid in (first, second, gone)}
+    attempts = ok(api.get("/audit/access-log", role="auditor",
+                          params={"participant": gone, "actor": lab.token_id}), 200)["items"]
+    assert [(a["action"], a["status"]) for a in attempts] == [("failed", 409)]
     assert after == {first: before[first] + 2, second: before[second] + 1,
                      gone: before[gone]}
 

@@ -131,3 +131,27 @@ def test_movements_reach_a_consented_recipient(api) -> None:
     assert kinds(events) == ["participant-admitted", "participant-transferred", "discharged"]
     assert events[1].get_data()["facility"] == "F-SOUTH"
     assert "qx51" not in json.dumps([e.get_data() for e in events])
+
+
+def test_the_openapi_document_describes_the_integration_endpoints(api) -> None:
+    doc = ok(api.client.get("/openapi.json"), 200)
+    for path, method in (("/feed", "get"), ("/ingest/lab-results", "post"),
+                         ("/ingest/movements", "post"), ("/admin/integrations", "post")):
+        assert method in doc["paths"][path]
+    body = doc["paths"]["/ingest/movements"]["post"]["requestBody"]["content"]
+    assert set(body) == {"application/json", "application/x-ndjson"}
+    refs = set()
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            refs.update(v for k, v in node.items() if k == "$ref")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(doc)
+    for ref in refs:  # every reference resolves inside the document
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.removeprefix("#/components/schemas/") in doc["components"]["schemas"], ref
