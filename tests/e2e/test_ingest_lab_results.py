@@ -4,6 +4,7 @@ on the lab's result id, one answer per NDJSON line, nothing written for a refuse
 from __future__ import annotations
 
 import json
+import threading
 
 from tests.e2e.integration_clients import LAB, PAROLE, IntegrationClient
 from tests.e2e.people import synthetic_admission
@@ -161,3 +162,31 @@ def test_bad_requests_are_clear_and_write_nothing(api) -> None:
     assert refused.status_code == 403 and "may not push lab-results" in refused.text
     assert lab.post("/ingest/movements", {}).status_code == 403
     assert {p: version_of(api, p) for p in (pid, twin)} == before
+
+
+def test_racing_pushes_of_one_result_record_it_once(api) -> None:
+    lab = IntegrationClient(api, LAB, ["drug-tests"], ("lab-results",))
+    pid = admitted_with_specimen(api, 208, "SPC-208")
+    other = admitted_with_specimen(api, 209, "SPC-209")
+    before = {p: version_of(api, p) for p in (pid, other)}
+    same = screen("LR-40", "SPC-208")
+    bodies = [same, same, screen("LR-40", "SPC-209")]  # the last reuses the id elsewhere
+    start = threading.Barrier(len(bodies))
+    answers: list = [None] * len(bodies)
+
+    def push(i: int) -> None:
+        start.wait()
+        answers[i] = lab.post("/ingest/lab-results", bodies[i])
+
+    threads = [threading.Thread(target=push, args=(i,)) for i in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    statuses = sorted(a.status_code for a in answers)
+    after = {p: version_of(api, p) for p in (pid, other)}
+    written = [p for p in (pid, other) if after[p] == before[p] + 1]
+    assert len(written) == 1 and all(after[p] == before[p] for p in (pid, other)
+                                     if p not in written)  # one result, written once
+    assert statuses.count(201) == 1 and 409 in statuses
+    assert set(statuses) <= {200, 201, 409}
