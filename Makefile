@@ -17,7 +17,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
-	$(BIN)/ruff check domain infra api audit projections
+	$(BIN)/ruff check domain infra api audit projections integrations
 	$(BIN)/mypy
 
 lint: $(STAMP)

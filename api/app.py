@@ -17,12 +17,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import problems
 from api.keeper import ProjectionProcess
 from api.problems import problem_response
-from api.routers import admin, audit, community, health, participants, programs, replay
+from api.routers import (
+    admin,
+    audit,
+    community,
+    health,
+    integrations,
+    participants,
+    programs,
+    replay,
+)
 from audit.access import Access, AccessLog
 from audit.ledger import LedgerKeeper
 from audit.wiring import build_access_log, build_keeper, build_ledger
 from infra.settings import Settings
 from infra.wiring import Services, build
+from integrations.wiring import build_integrations
 from projections.runner import ProjectionRunner
 from projections.wiring import build_runner
 
@@ -189,10 +199,11 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     app.state.runner = runner
     app.state.audit_ledger = ledger
     app.state.access_log = access_log
+    app.state.integrations = build_integrations(services, runner)
     app.state.in_flight = InFlight()
     problems.install(app)
     for router in (participants.router, admin.router, programs.router, health.router,
-                   audit.router):
+                   audit.router, integrations.router):
         app.include_router(router)
     app.include_router(replay.router)  # /audit/participants/{id}/replay
     app.include_router(community.groups)

@@ -11,6 +11,7 @@ and can be rebuilt from the entries.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ TABLES = (
     " position BIGINT NOT NULL, participant_id TEXT NOT NULL, at TEXT NOT NULL,"
     " actor_id TEXT NOT NULL, role TEXT NOT NULL, facility TEXT, action TEXT NOT NULL,"
     " method TEXT NOT NULL, route TEXT NOT NULL, status INTEGER NOT NULL,"
-    " request_id TEXT NOT NULL, remote TEXT, recipient TEXT,"
+    " request_id TEXT NOT NULL, remote TEXT, recipient TEXT, events TEXT,"
     " PRIMARY KEY (position, participant_id))",
     "CREATE INDEX IF NOT EXISTS tcledger_access_log_participant"
     " ON tcledger_access_log (participant_id, position)",
@@ -58,6 +59,9 @@ class AccessRecorded(DomainEvent):
     request_id: str
     remote: str | None
     recipient: str | None = None  # for a disclosure: the outside system that received it
+    # For a disclosure: each event handed out (participant, version, position, type,
+    # category, consent). Entries written before this field existed decode with None.
+    events: list[dict[str, Any]] | None = None
 
 
 ACCESS_TOPIC = get_topic(AccessRecorded)
@@ -78,6 +82,7 @@ class Access:
     request_id: str
     remote: str | None
     recipient: str | None = None
+    events: Sequence[dict[str, Any]] | None = None
 
     def event(self) -> AccessRecorded:
         return AccessRecorded(
@@ -85,7 +90,8 @@ class Access:
             participant_ids=[str(p) for p in self.participant_ids], actor_id=self.actor_id,
             role=self.role, facility=self.facility, action=self.action, method=self.method,
             route=self.route, status=self.status, request_id=self.request_id,
-            remote=self.remote, recipient=self.recipient)
+            remote=self.remote, recipient=self.recipient,
+            events=[dict(e) for e in self.events] if self.events is not None else None)
 
 
 class AccessLog:
@@ -100,8 +106,10 @@ class AccessLog:
         self.mapper = mapper
         self._lock = threading.Lock()
         with store.transaction() as cur:
-            for statement in TABLES if store.create_tables else ():
-                cur.execute(statement)
+            if store.create_tables:
+                for statement in TABLES:
+                    cur.execute(statement)
+                _add_events_column(store, cur)
             cur.execute(store.sql("SELECT name FROM tcledger_access_log_position WHERE name = ?"),
                         (self.NAME,))
             if cur.fetchone() is None:
@@ -153,7 +161,7 @@ class AccessLog:
                 rows.append((note.id, pid, event.timestamp.isoformat(), event.actor_id,
                              event.role, event.facility, event.action, event.method,
                              event.route, event.status, event.request_id, event.remote,
-                             event.recipient))
+                             event.recipient, _events_of(event, pid)))
         lock = " FOR UPDATE" if self.store.postgres else ""
         with self.store.transaction() as cur:
             cur.execute(self.store.sql("UPDATE tcledger_access_log_position SET position ="
@@ -166,7 +174,8 @@ class AccessLog:
                 cur.executemany(self.store.sql(
                     "INSERT INTO tcledger_access_log (position, participant_id, at, actor_id,"
                     " role, facility, action, method, route, status, request_id, remote,"
-                    " recipient) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), rows)
+                    " recipient, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                    rows)
             cur.execute(self.store.sql("UPDATE tcledger_access_log_position SET position = ?"
                                        " WHERE name = ?"), (notes[-1].id, self.NAME))
         return len(notes)
@@ -192,7 +201,8 @@ class AccessLog:
             params.append(until.astimezone(UTC).isoformat())
         rows = self.store.fetch_all(
             "SELECT position, participant_id, at, actor_id, role, facility, action, method,"
-            " route, status, request_id, remote, recipient FROM tcledger_access_log WHERE "
+            " route, status, request_id, remote, recipient, events FROM tcledger_access_log"
+            " WHERE "
             + " AND ".join(where) + " ORDER BY position, participant_id LIMIT ?",
             [*params, limit])
         return [{"position": int(r["position"]), "participant": r["participant_id"],
@@ -200,4 +210,23 @@ class AccessLog:
                  "facility": r["facility"], "action": r["action"],
                  "what": f"{r['method']} {r['route']}", "status": int(r["status"]),
                  "request_id": r["request_id"], "from": r["remote"],
-                 **({"recipient": r["recipient"]} if r["recipient"] else {})} for r in rows]
+                 **({"recipient": r["recipient"]} if r["recipient"] else {}),
+                 **({"events": json.loads(r["events"])} if r["events"] else {})} for r in rows]
+
+
+def _events_of(event: AccessRecorded, participant_id: str) -> str | None:
+    """The disclosed events of one participant, as the index keeps them (JSON)."""
+    if event.events is None:
+        return None
+    return json.dumps([e for e in event.events if e.get("participant") == participant_id])
+
+
+def _add_events_column(store: SqlStore, cur: Any) -> None:
+    """Indexes made before disclosures named their events lack the column: add it."""
+    if store.postgres:  # look first: ALTER TABLE would lock the index even as a no-op
+        cur.execute("SELECT column_name AS name FROM information_schema.columns WHERE"
+                    " table_schema = current_schema() AND table_name = 'tcledger_access_log'")
+    else:
+        cur.execute("SELECT name FROM pragma_table_info('tcledger_access_log')")
+    if "events" not in {row["name"] for row in cur.fetchall()}:
+        cur.execute("ALTER TABLE tcledger_access_log ADD COLUMN events TEXT")

@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         "grant-app-role", help="PostgreSQL: give an existing role exactly what the "
                                "application needs (INSERT and SELECT on the events)")
     grant.add_argument("role")
+    # integrations/ builds on infra: its commands are added, and run, from there.
+    importlib.import_module("integrations.cli").add_commands(commands)
 
     policy = commands.add_parser("policy", help="program policy files")
     policy_commands = policy.add_subparsers(dest="action", required=True)
@@ -130,6 +132,8 @@ def _run(args: argparse.Namespace) -> int:
             return int(importlib.import_module("audit.cli").run(services, args))
         if args.command == "db":
             return _db(services, args)
+        if args.command == "integrations":
+            return int(importlib.import_module("integrations.cli").run(services, args))
         count = services.keys.rotate(KeyEncryptionKey.from_file(args.new_kek_file))
         print(f"re-wrapped {count} data keys; now point TCLEDGER_KEK_FILE at the new key")
         return 0
@@ -163,10 +167,11 @@ APPEND_ONLY = ("tcledger_ledger_leaves", "tcledger_ledger_nodes", "tcledger_ledg
 def _db(services: Any, args: argparse.Namespace) -> int:
     if args.action == "migrate":
         # Every table is made by the objects that use it.
-        importlib.import_module("projections.wiring").build_runner(services)
+        runner = importlib.import_module("projections.wiring").build_runner(services)
         audit = importlib.import_module("audit.wiring")
         audit.build_ledger(services)
         audit.build_access_log(services)
+        importlib.import_module("integrations.wiring").build_integrations(services, runner)
         print("every table is in place", file=sys.stderr)
         return 0
     if not services.settings.uses_postgres:

@@ -7,6 +7,8 @@ for PostgreSQL. This is the only place that knows the two dialects differ in tha
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +21,23 @@ class SqlStore:
         # False when the process runs as the restricted application role: the tables were
         # made by their owner (`tcledger db migrate`) and this role may not create any.
         self.create_tables = create_tables
+        self._readers = threading.local()
+
+    def _sqlite_reader(self) -> sqlite3.Connection | None:
+        """SQLite: this thread's own connection for fetch_one/fetch_all, outside the
+        library's pool. The pool hands out connections one thread at a time, so a thread
+        that holds the writer and asks the pool for a reader (a key looked up while a view
+        writes its batch) waits behind a thread that waits for that writer: a deadlock
+        until the pool's timeout. WAL lets this connection read beside the writer."""
+        if self.postgres:
+            return None
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.datastore.pool.db_name, isolation_level=None,
+                                   check_same_thread=True, timeout=10)
+            conn.row_factory = sqlite3.Row
+            self._readers.conn = conn
+        return conn
 
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.postgres else statement
@@ -29,11 +48,17 @@ class SqlStore:
             yield cur
 
     def fetch_one(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        reader = self._sqlite_reader()
+        if reader is not None:
+            return reader.execute(statement, tuple(params)).fetchone()
         with self.datastore.transaction(commit=False) as cur:
             cur.execute(self.sql(statement), params)
             return cur.fetchone()
 
     def fetch_all(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        reader = self._sqlite_reader()
+        if reader is not None:
+            return list(reader.execute(statement, tuple(params)).fetchall())
         with self.datastore.transaction(commit=False) as cur:
             cur.execute(self.sql(statement), params)
             return list(cur.fetchall())

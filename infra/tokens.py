@@ -12,6 +12,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from infra.sql import SqlStore
 
@@ -52,7 +53,9 @@ class TokenStore:
         self._cache_seconds = cache_seconds
         self._seen: dict[str, tuple[Caller, float]] = {}
 
-    def create(self, *, role: str, name: str, facility: str | None = None) -> tuple[Caller, str]:
+    def create(self, *, role: str, name: str, facility: str | None = None,
+               cur: Any = None) -> tuple[Caller, str]:
+        """Issues a token; with `cur`, inside the caller's transaction (with its side rows)."""
         if role not in ROLES:
             raise TokenError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
         if role in FACILITY_ROLES and not facility:
@@ -61,11 +64,14 @@ class TokenStore:
             raise TokenError("a token needs a name")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         caller = Caller(secrets.token_hex(8), name.strip(), role, facility or None)
-        self._store.execute(
-            "INSERT INTO tcledger_tokens (token_id, token_hash, name, role, facility, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (caller.token_id, hash_token(secret), caller.name, role, caller.facility,
-             datetime.now(UTC).isoformat()))
+        statement = ("INSERT INTO tcledger_tokens (token_id, token_hash, name, role, facility,"
+                     " created_at) VALUES (?, ?, ?, ?, ?, ?)")
+        params = (caller.token_id, hash_token(secret), caller.name, role, caller.facility,
+                  datetime.now(UTC).isoformat())
+        if cur is None:
+            self._store.execute(statement, params)
+        else:
+            cur.execute(self._store.sql(statement), params)
         return caller, secret
 
     def recently_seen(self, secret: str) -> Caller | None:

@@ -1,0 +1,48 @@
+"""The integration side a deployment runs, built on the services and the views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+from infra.wiring import Services
+from integrations.clients import IntegrationClients
+from integrations.feed import Feed
+from integrations.inbound import Receiver
+from integrations.lab_results import LabResults
+from integrations.movements import Movements, ViewsBehind
+from integrations.specimens import SpecimenIndex
+from projections import caseload
+from projections.runner import ProjectionRunner
+
+VIEW_WAIT_SECONDS = 5.0
+
+
+@dataclass
+class Integrations:
+    clients: IntegrationClients
+    feed: Feed
+    specimens: SpecimenIndex
+    lab_results: LabResults
+    movements: Movements
+
+
+def build_integrations(services: Services, runner: ProjectionRunner) -> Integrations:
+    services.index.prepare()
+    specimens = SpecimenIndex(services.store, services.log, services.ledger.mapper,
+                              services.index)
+    receiver = Receiver(services.ledger, services.idempotency)
+
+    def find_active(doc_number: str) -> list[UUID]:
+        """Active records with this DOC number, once the views hold all recorded so far."""
+        if not runner.wait_for(services.log.head(), VIEW_WAIT_SECONDS):
+            raise ViewsBehind
+        query = caseload.CaseloadQuery(doc_index=services.index.digest("DOC", doc_number),
+                                       status="active", limit=2)
+        rows = caseload.find(services.store, query, datetime.now(UTC).date())
+        return [UUID(row["participant_id"]) for row in rows]
+
+    return Integrations(IntegrationClients(services.store, services.tokens),
+                        Feed(services.ledger, services.log), specimens,
+                        LabResults(receiver, specimens), Movements(receiver, find_active))
