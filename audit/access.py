@@ -148,9 +148,17 @@ class AccessLog:
 
     def _index(self, batch: int) -> int:
         after = self.position()
+        # Positions follow commit order, so every entry at or below the head read now is
+        # already visible: when the scan finds no more, the index may move to that head and
+        # the next scan starts there, not at the last entry (a log can grow for a long
+        # time without an access entry: an import from the command line).
+        head = self.recorder.max_notification_id() or 0
         notes = self.recorder.select_notifications(
             start=after, limit=batch, topics=[ACCESS_TOPIC], inclusive_of_start=False)
-        if not notes:
+        reached = notes[-1].id if notes else after
+        if len(notes) < batch:
+            reached = max(reached, head)
+        if reached == after:
             return 0
         rows: list[tuple[Any, ...]] = []
         for note in notes:
@@ -177,7 +185,7 @@ class AccessLog:
                     " recipient, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
                     rows)
             cur.execute(self.store.sql("UPDATE tcledger_access_log_position SET position = ?"
-                                       " WHERE name = ?"), (notes[-1].id, self.NAME))
+                                       " WHERE name = ?"), (reached, self.NAME))
         return len(notes)
 
     def query(self, *, participant: str | None = None, actor: str | None = None,

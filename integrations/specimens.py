@@ -73,8 +73,12 @@ class SpecimenIndex:
 
     def _index(self, batch: int) -> int:
         after = self._position()
+        head = self._log.head()  # commit order: all at or below it is visible now
         notes = self._log.batch(after, batch, [TOPIC])
-        if not notes:
+        reached = notes[-1].id if notes else after
+        if len(notes) < batch:
+            reached = max(reached, head)  # the next scan starts at the head, not far behind
+        if reached == after:
             return 0
         rows: list[tuple[Any, ...]] = []
         for note in notes:
@@ -99,7 +103,7 @@ class SpecimenIndex:
                     "INSERT INTO tcledger_specimen_index (digest, participant_id, position)"
                     " VALUES (?, ?, ?) ON CONFLICT (digest, participant_id) DO NOTHING"), rows)
             cur.execute(sql("UPDATE tcledger_integration_position SET position = ?"
-                            " WHERE name = ?"), (notes[-1].id, NAME))
+                            " WHERE name = ?"), (reached, NAME))
         return len(notes)
 
     def _position(self) -> int:
