@@ -139,7 +139,7 @@ class RequestMiddleware:
         client = scope.get("client")
         entry = Access(participant_ids=accessed, actor_id=caller.actor_id, role=caller.role,
                        facility=caller.facility, action=action, method=method,
-                       route=getattr(scope.get("route"), "path", scope["path"]),
+                       route=str(getattr(scope.get("route"), "path", scope["path"])),
                        status=status, request_id=state["request_id"],
                        remote=client[0] if client else None)
         try:
@@ -178,9 +178,11 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     mode = projections or services.settings.projections
     # The child process (`tcledger projections run`) keeps the views and the ledger
     # current; in thread mode this process does both.
-    keepers: list[ProjectionRunner | ProjectionProcess | LedgerKeeper] = {
-        "thread": [runner, build_keeper(ledger, services.settings, access_log)],
-        "process": [ProjectionProcess()], "off": []}[mode]
+    keepers: list[ProjectionRunner | ProjectionProcess | LedgerKeeper] = []
+    if mode == "thread":
+        keepers = [runner, build_keeper(ledger, services.settings, access_log)]
+    elif mode == "process":
+        keepers = [ProjectionProcess()]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

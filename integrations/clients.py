@@ -11,6 +11,7 @@ without its recipient. Revoking the token ends it.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -55,7 +56,7 @@ class IntegrationClients:
         if store.create_tables:
             store.execute(TABLE)
 
-    def create(self, *, recipient: str, categories: list[str], ingests: list[str] | None = None,
+    def create(self, *, recipient: str, categories: list[str], ingests: Sequence[str] | None = None,
                name: str | None = None) -> tuple[IntegrationClient, str]:
         """Issues the client's token; the secret is returned once and stored only hashed."""
         recipient = " ".join(recipient.split())
@@ -99,7 +100,7 @@ def _client(row: Any) -> IntegrationClient:
                              frozenset(json.loads(row["ingests"])))
 
 
-def _known(field: str, given: list[str], known: tuple[str, ...]) -> None:
+def _known(field: str, given: Sequence[str], known: tuple[str, ...]) -> None:
     unknown = [g for g in given if g not in known]
     if unknown:
         raise ClientError(field, f"unknown value {unknown[0]!r}; expected one of "
