@@ -12,7 +12,6 @@ and can be rebuilt from the entries.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,10 +19,11 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from eventsourcing.domain import DomainEvent
-from eventsourcing.persistence import Mapper, OperationalError, StoredEvent
+from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import get_topic
 
 from infra.sql import SqlStore
+from infra.topic_index import TopicIndex
 
 ACTIONS = ("read", "write", "denied", "failed", "disclosure")
 
@@ -104,17 +104,17 @@ class AccessLog:
         self.store = store
         self.recorder = recorder
         self.mapper = mapper
-        self._lock = threading.Lock()
-        with store.transaction() as cur:
-            if store.create_tables:
+        if store.create_tables:
+            with store.transaction() as cur:
                 for statement in TABLES:
                     cur.execute(statement)
                 _add_events_column(store, cur)
-            cur.execute(store.sql("SELECT name FROM tcledger_access_log_position WHERE name = ?"),
-                        (self.NAME,))
-            if cur.fetchone() is None:
-                cur.execute(store.sql("INSERT INTO tcledger_access_log_position (name, position)"
-                                      " VALUES (?, 0)"), (self.NAME,))
+        self.index = TopicIndex(
+            store, recorder, mapper, name=self.NAME, topic=ACCESS_TOPIC,
+            positions="tcledger_access_log_position", rows_of=_index_rows,
+            insert="INSERT INTO tcledger_access_log (position, participant_id, at, actor_id,"
+                   " role, facility, action, method, route, status, request_id, remote,"
+                   " recipient, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
     def stored(self, access: Access) -> StoredEvent:
         """The encrypted entry, for a caller that commits it with its own events."""
@@ -128,65 +128,10 @@ class AccessLog:
     # --- the index ----------------------------------------------------------------------
 
     def position(self) -> int:
-        row = self.store.fetch_one("SELECT position FROM tcledger_access_log_position"
-                                   " WHERE name = ?", (self.NAME,))
-        return int(row["position"]) if row else 0
+        return self.index.position()
 
     def catch_up(self, batch: int = 1000) -> int:
-        total = 0
-        with self._lock:
-            while True:
-                try:
-                    done = self._index(batch)
-                except OperationalError as exc:
-                    if "locked" in str(exc):
-                        return total  # SQLite: another indexer is writing
-                    raise
-                total += done
-                if done < batch:
-                    return total
-
-    def _index(self, batch: int) -> int:
-        after = self.position()
-        # Positions follow commit order, so every entry at or below the head read now is
-        # already visible: when the scan finds no more, the index may move to that head and
-        # the next scan starts there, not at the last entry (a log can grow for a long
-        # time without an access entry: an import from the command line).
-        head = self.recorder.max_notification_id() or 0
-        notes = self.recorder.select_notifications(
-            start=after, limit=batch, topics=[ACCESS_TOPIC], inclusive_of_start=False)
-        reached = notes[-1].id if notes else after
-        if len(notes) < batch:
-            reached = max(reached, head)
-        if reached == after:
-            return 0
-        rows: list[tuple[Any, ...]] = []
-        for note in notes:
-            event = self.mapper.to_domain_event(StoredEvent(
-                note.originator_id, note.originator_version, note.topic, note.state))
-            assert isinstance(event, AccessRecorded)
-            for pid in dict.fromkeys(event.participant_ids):
-                rows.append((note.id, pid, event.timestamp.isoformat(), event.actor_id,
-                             event.role, event.facility, event.action, event.method,
-                             event.route, event.status, event.request_id, event.remote,
-                             event.recipient, _events_of(event, pid)))
-        lock = " FOR UPDATE" if self.store.postgres else ""
-        with self.store.transaction() as cur:
-            cur.execute(self.store.sql("UPDATE tcledger_access_log_position SET position ="
-                                       " position WHERE name = ?"), (self.NAME,))
-            cur.execute(self.store.sql("SELECT position FROM tcledger_access_log_position"
-                                       " WHERE name = ?" + lock), (self.NAME,))
-            if int(cur.fetchone()["position"]) != after:
-                return 0  # another indexer got there first
-            if rows:
-                cur.executemany(self.store.sql(
-                    "INSERT INTO tcledger_access_log (position, participant_id, at, actor_id,"
-                    " role, facility, action, method, route, status, request_id, remote,"
-                    " recipient, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-                    rows)
-            cur.execute(self.store.sql("UPDATE tcledger_access_log_position SET position = ?"
-                                       " WHERE name = ?"), (reached, self.NAME))
-        return len(notes)
+        return self.index.catch_up(batch)
 
     def query(self, *, participant: str | None = None, actor: str | None = None,
               since: datetime | None = None, until: datetime | None = None,
@@ -227,6 +172,15 @@ def _events_of(event: AccessRecorded, participant_id: str) -> str | None:
     if event.events is None:
         return None
     return json.dumps([e for e in event.events if e.get("participant") == participant_id])
+
+
+def _index_rows(position: int, event: Any) -> list[tuple[Any, ...]]:
+    """One index row per participant an entry names."""
+    assert isinstance(event, AccessRecorded)
+    return [(position, pid, event.timestamp.isoformat(), event.actor_id, event.role,
+             event.facility, event.action, event.method, event.route, event.status,
+             event.request_id, event.remote, event.recipient, _events_of(event, pid))
+            for pid in dict.fromkeys(event.participant_ids)]
 
 
 def _add_events_column(store: SqlStore, cur: Any) -> None:

@@ -20,6 +20,10 @@ class LogReader:
         self._recorder = recorder
         self._batch_size = batch_size
 
+    @property
+    def recorder(self) -> ApplicationRecorder:
+        return self._recorder
+
     def head(self) -> int:
         """The position of the last committed event, 0 for an empty log."""
         return self._recorder.max_notification_id() or 0

@@ -9,18 +9,17 @@ catches the index up before it looks, so a specimen collected a moment ago is fo
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Mapper, OperationalError, StoredEvent
+from eventsourcing.persistence import Mapper
 from eventsourcing.utils import get_topic
 
-from domain.errors import ParticipantErased
 from domain.events import SpecimenCollected
 from infra.blind_index import BlindIndex
 from infra.log_reader import LogReader
 from infra.sql import SqlStore
+from infra.topic_index import TopicIndex
 
 NAME = "specimen-index"
 TOPIC = get_topic(SpecimenCollected)
@@ -36,16 +35,16 @@ TABLES = (
 class SpecimenIndex:
     def __init__(self, store: SqlStore, log: LogReader, mapper: Mapper[UUID],
                  index: BlindIndex) -> None:
-        self._store, self._log, self._mapper, self._blind = store, log, mapper, index
-        self._lock = threading.Lock()
-        with store.transaction() as cur:
-            for statement in TABLES if store.create_tables else ():
-                cur.execute(statement)
-            cur.execute(store.sql("SELECT name FROM tcledger_integration_position"
-                                  " WHERE name = ?"), (NAME,))
-            if cur.fetchone() is None:
-                cur.execute(store.sql("INSERT INTO tcledger_integration_position"
-                                      " (name, position) VALUES (?, 0)"), (NAME,))
+        self._store, self._blind = store, index
+        if store.create_tables:
+            with store.transaction() as cur:
+                for statement in TABLES:
+                    cur.execute(statement)
+        self._index = TopicIndex(
+            store, log.recorder, mapper, name=NAME, topic=TOPIC,
+            positions="tcledger_integration_position", rows_of=self._rows,
+            insert="INSERT INTO tcledger_specimen_index (digest, participant_id, position)"
+                   " VALUES (?, ?, ?) ON CONFLICT (digest, participant_id) DO NOTHING")
 
     def participants(self, specimen_id: str) -> list[UUID]:
         """The streams that collected a specimen of this id (one, unless two records
@@ -57,56 +56,12 @@ class SpecimenIndex:
         return [UUID(row["participant_id"]) for row in rows]
 
     def catch_up(self, batch: int = 1000) -> None:
-        with self._lock:
-            while True:
-                try:
-                    done = self._index(batch)
-                except OperationalError as exc:
-                    if "locked" in str(exc):
-                        return  # SQLite: another process is writing the index now
-                    raise
-                if done < batch:
-                    return
+        self._index.catch_up(batch)
+
+    def _rows(self, position: int, event: Any) -> list[tuple[Any, ...]]:
+        assert isinstance(event, SpecimenCollected)
+        return [(self._digest(event.specimen_id), str(event.originator_id), position)]
 
     def _digest(self, specimen_id: str) -> str:
         return self._blind.digest("SPECIMEN", specimen_id)
 
-    def _index(self, batch: int) -> int:
-        after = self._position()
-        head = self._log.head()  # commit order: all at or below it is visible now
-        notes = self._log.batch(after, batch, [TOPIC])
-        reached = notes[-1].id if notes else after
-        if len(notes) < batch:
-            reached = max(reached, head)  # the next scan starts at the head, not far behind
-        if reached == after:
-            return 0
-        rows: list[tuple[Any, ...]] = []
-        for note in notes:
-            try:
-                event = self._mapper.to_domain_event(StoredEvent(
-                    note.originator_id, note.originator_version, note.topic, note.state))
-            except ParticipantErased:
-                continue  # nothing of an erased record is indexed
-            assert isinstance(event, SpecimenCollected)
-            rows.append((self._digest(event.specimen_id), str(event.originator_id), note.id))
-        sql = self._store.sql
-        lock = " FOR UPDATE" if self._store.postgres else ""
-        with self._store.transaction() as cur:
-            cur.execute(sql("UPDATE tcledger_integration_position SET position = position"
-                            " WHERE name = ?"), (NAME,))
-            cur.execute(sql("SELECT position FROM tcledger_integration_position WHERE name = ?"
-                            + lock), (NAME,))
-            if int(cur.fetchone()["position"]) != after:
-                return 0  # another process got there first
-            if rows:
-                cur.executemany(sql(
-                    "INSERT INTO tcledger_specimen_index (digest, participant_id, position)"
-                    " VALUES (?, ?, ?) ON CONFLICT (digest, participant_id) DO NOTHING"), rows)
-            cur.execute(sql("UPDATE tcledger_integration_position SET position = ?"
-                            " WHERE name = ?"), (reached, NAME))
-        return len(notes)
-
-    def _position(self) -> int:
-        row = self._store.fetch_one(
-            "SELECT position FROM tcledger_integration_position WHERE name = ?", (NAME,))
-        return int(row["position"]) if row else 0
