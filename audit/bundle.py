@@ -18,6 +18,8 @@ from uuid import UUID
 from audit import merkle
 from audit.ledger import EventRows, Ledger, leaf_bytes
 from audit.signing import HEAD_FORMAT, TreeHead, key_id, load_public_pem
+from domain.errors import ParticipantErased, ParticipantNotFound
+from projections.timeline import describe, jsonable
 
 BUNDLE_FORMAT = "tcledger-audit-bundle-v1"
 
@@ -26,6 +28,18 @@ Decode = Callable[[int], dict[str, Any] | None]  # version -> decoded event, or 
 
 class BundleError(Exception):
     pass
+
+
+def record_decoder(ledger: Any, participant: UUID) -> Decode | None:
+    """The participant's events as the history shows them, by version, for a bundle's
+    `recorded` fields; None for an erased (or unknown) participant: the proofs stand, the
+    content is gone."""
+    try:
+        decoded = {e.originator_version: jsonable(describe(e))
+                   for e in ledger.history(participant)}
+    except (ParticipantErased, ParticipantNotFound):
+        return None
+    return decoded.get
 
 
 def build_bundle(ledger: Ledger, rows: EventRows, participant: UUID,

@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from audit.access import Access
-from audit.bundle import BundleError, build_bundle, verify_bundle
+from audit.bundle import BundleError, build_bundle, record_decoder, verify_bundle
 from audit.ledger import EventRows
 from audit.signing import HeadSigner, SigningKeyError, load_public_pem
 from audit.verify import verify
@@ -60,7 +60,8 @@ def _export(services: Any, ledger: Any, rows: EventRows, args: argparse.Namespac
         print(f"tcledger: {args.participant!r} is not a participant id", file=sys.stderr)
         return 2
     try:
-        bundle = build_bundle(ledger, rows, participant, decode=_decoder(services, participant))
+        bundle = build_bundle(ledger, rows, participant,
+                              decode=record_decoder(services.ledger, participant))
     except BundleError as exc:
         print(f"tcledger: {exc}", file=sys.stderr)
         return 1
@@ -78,11 +79,6 @@ def _export(services: Any, ledger: Any, rows: EventRows, args: argparse.Namespac
         print(f"wrote the audit bundle of {participant} ({len(bundle['events'])} events) to "
               f"{args.output}", file=sys.stderr)
     return 0
-
-
-def _decoder(services: Any, participant: UUID) -> Any:
-    from api.routers.audit import _decoder as decoder
-    return decoder(services, participant)
 
 
 def verify_bundle_command(args: argparse.Namespace) -> int:

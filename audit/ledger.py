@@ -124,9 +124,7 @@ class EventRows:
         key: Any = stream_id if self.store.postgres else stream_id.hex
         with self.store.datastore.transaction(commit=False) as cur:
             cur.execute(self._stream, (key,))
-            return [StoredRow(int(r["position"]), _uuid(r["originator_id"]),
-                              int(r["originator_version"]), r["topic"], bytes(r["state"]))
-                    for r in cur.fetchall()]
+            return [_stored_row(r) for r in cur.fetchall()]
 
     def after(self, position: int, limit: int, cur: Any = None) -> list[StoredRow]:
         """Rows after a position; on the given cursor when inside a transaction (SQLite's
@@ -135,9 +133,7 @@ class EventRows:
             with self.store.datastore.transaction(commit=False) as own:
                 return self.after(position, limit, own)
         cur.execute(self._select, (position, limit))
-        return [StoredRow(int(r["position"]), _uuid(r["originator_id"]),
-                          int(r["originator_version"]), r["topic"], bytes(r["state"]))
-                for r in cur.fetchall()]
+        return [_stored_row(r) for r in cur.fetchall()]
 
     def all(self, batch: int = 10000) -> Iterator[StoredRow]:
         """Every row, including any an attacker placed at a position below the first."""
@@ -148,6 +144,11 @@ class EventRows:
             if len(rows) < batch:
                 return
             position = rows[-1].position
+
+
+def _stored_row(r: Any) -> StoredRow:
+    return StoredRow(int(r["position"]), _uuid(r["originator_id"]), int(r["originator_version"]),
+                     r["topic"], bytes(r["state"]))
 
 
 def _uuid(value: Any) -> UUID:

@@ -18,12 +18,10 @@ from fastapi.responses import JSONResponse, Response
 from api.deps import require
 from api.problems import Problem
 from audit.access import AccessLog
-from audit.bundle import BundleError, Decode, build_bundle
+from audit.bundle import BundleError, build_bundle, record_decoder
 from audit.ledger import EventRows, LeafNotFound, Ledger
 from audit.signing import TreeHead
-from domain.errors import ParticipantErased, ParticipantNotFound
 from infra.tokens import Caller
-from projections.timeline import describe, jsonable
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 MAX_INT = 2 ** 62  # both stores' integers; beyond it no version or size can exist
@@ -190,18 +188,9 @@ def bundle(participant_id: UUID, request: Request, ledger: LedgerDep,
     rows = EventRows(services.store, services.ledger.recorder.events_table_name)
     try:
         built = build_bundle(ledger, rows, participant_id,
-                             decode=_decoder(services, participant_id))
+                             decode=record_decoder(services.ledger, participant_id))
     except BundleError:
         raise Problem(404, "not-found", "No such participant",
                       f"no recorded events for {participant_id}") from None
     return JSONResponse(built, headers={
         "content-disposition": f'attachment; filename="tcledger-bundle-{participant_id}.json"'})
-
-
-def _decoder(services: Any, participant: UUID) -> Decode | None:
-    try:
-        decoded = {e.originator_version: jsonable(describe(e))
-                   for e in services.ledger.history(participant)}
-    except (ParticipantErased, ParticipantNotFound):
-        return None  # erased: the proofs stand, the content is gone
-    return decoded.get
