@@ -1,34 +1,32 @@
 """The timeline view: one row per fact of a participant, in the order things happened.
 
-In clear: the kind of fact, when it happened and was recorded, the recorder's role and
-whether a later correction or void superseded it (the event table shows as much). What
-the fact says, who recorded it and why is sealed under the participant's key. An
-erasure deletes the participant's rows.
+A row holds only what orders and links the facts, in clear: the kind of fact, when it
+happened and was recorded, the recorder's role, its log position and whether a later
+correction or void superseded it. What the fact says, who recorded it and why stays where
+it already is, encrypted in the event itself: a timeline is read together with the
+participant's stream (which the record's read decodes anyway), so a rebuild writes no
+second sealed copy of every event. An erasure deletes the participant's rows (its events
+can no longer be read either).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from functools import cache
 from typing import Any
 from uuid import UUID
 
-from domain.errors import ParticipantErased
 from domain.events import METADATA_FIELDS, EntryCorrected, EntryVoided, ParticipantEvent
 from domain.retention import RecordErased
-from infra.cipher import FieldSealer
 from infra.sql import SqlStore
 from projections.runner import LoggedEvent
 
-SEALED = "timeline"
 SKIPPED = {"originator_id", "originator_version", "timestamp", "originator_topic",
            *METADATA_FIELDS}
 
 
-SORTED_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(..., sort_keys=True), made once
 PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
@@ -64,17 +62,15 @@ def describe(e: ParticipantEvent) -> dict[str, Any]:
 class TimelineView:
     name = "timeline"
 
-    def __init__(self, sealer: FieldSealer) -> None:
-        self.sealer = sealer
-
     def create_tables(self, cur: Any, store: SqlStore) -> None:
-        blob, bigint = ("BYTEA", "BIGINT") if store.postgres else ("BLOB", "INTEGER")
+        bigint = "BIGINT" if store.postgres else "INTEGER"
         cur.execute("CREATE TABLE IF NOT EXISTS tcledger_timeline ("
                     " participant_id TEXT NOT NULL, version INTEGER NOT NULL,"
                     f" position {bigint} NOT NULL, type TEXT NOT NULL,"
                     " effective_at TEXT NOT NULL, recorded_at TEXT NOT NULL, role TEXT NOT NULL,"
                     " superseded_by INTEGER, supersession TEXT,"
-                    f" sealed {blob} NOT NULL, PRIMARY KEY (participant_id, version))")
+                    " PRIMARY KEY (participant_id, version))")
+        _drop_sealed_copies(cur, store)
 
     def clear(self, cur: Any, store: SqlStore) -> None:
         cur.execute("DELETE FROM tcledger_timeline")
@@ -82,27 +78,19 @@ class TimelineView:
     def apply(self, cur: Any, store: SqlStore, batch: Sequence[LoggedEvent]) -> None:
         rows = _Rows()
         for entry in batch:
-            if isinstance(entry.event, RecordErased):
+            e = entry.event
+            if isinstance(e, RecordErased):
                 rows.write(cur, store)
-                self._erase(cur, store, str(entry.event.participant_id))
-            elif isinstance(entry.event, ParticipantEvent):
-                self._row(entry, entry.event, rows)
+                self._erase(cur, store, str(e.participant_id))
+            elif isinstance(e, ParticipantEvent):
+                key = str(entry.stream_id)
+                rows.add([key, e.originator_version, entry.position, type(e).__name__,
+                          e.effective_at.isoformat(), e.timestamp.isoformat(), e.actor_role,
+                          None, None])
+                if isinstance(e, EntryCorrected | EntryVoided):
+                    kind = "voided" if isinstance(e, EntryVoided) else "corrected"
+                    rows.supersede(key, e.supersedes_version, e.originator_version, kind)
         rows.write(cur, store)
-
-    def _row(self, entry: LoggedEvent, e: ParticipantEvent, rows: _Rows) -> None:
-        key = str(entry.stream_id)
-        described = describe(e)
-        try:
-            sealed = self.sealer.seal(entry.stream_id, SEALED,
-                                      SORTED_JSON.encode(described).encode())
-        except ParticipantErased:
-            return  # erased since it was read; the erasure's own entry clears the rest
-        rows.add([key, e.originator_version, entry.position, described["type"],
-                  described["effective_at"], described["recorded_at"], e.actor_role, None,
-                  None, sealed])
-        if isinstance(e, EntryCorrected | EntryVoided):
-            kind = "voided" if isinstance(e, EntryVoided) else "corrected"
-            rows.supersede(key, e.supersedes_version, e.originator_version, kind)
 
     @staticmethod
     def _erase(cur: Any, store: SqlStore, participant_id: str) -> None:
@@ -110,8 +98,19 @@ class TimelineView:
                     (participant_id,))
 
 
+def _drop_sealed_copies(cur: Any, store: SqlStore) -> None:
+    """A table made when rows carried a sealed copy of each event loses that column (the
+    rows' other columns are unchanged; the copies were never read again)."""
+    if store.postgres:
+        cur.execute("ALTER TABLE tcledger_timeline DROP COLUMN IF EXISTS sealed")
+        return
+    cur.execute("PRAGMA table_info(tcledger_timeline)")
+    if any(row[1] == "sealed" for row in cur.fetchall()):
+        cur.execute("ALTER TABLE tcledger_timeline DROP COLUMN sealed")
+
+
 COLUMNS = ("participant_id", "version", "position", "type", "effective_at", "recorded_at",
-           "role", "superseded_by", "supersession", "sealed")
+           "role", "superseded_by", "supersession")
 
 
 class _Rows:
@@ -143,16 +142,16 @@ class _Rows:
         self.rows, self.index, self.updates = [], {}, []
 
 
-def read_timeline(store: SqlStore, sealer: FieldSealer, participant_id: UUID,
+def read_timeline(store: SqlStore, history: Iterable[ParticipantEvent], participant_id: UUID,
                   order: str = "effective") -> list[dict[str, Any]]:
+    """The view's rows of a participant, in order, each with what its event says (from
+    `history`, the participant's stream as the ledger decodes it); an event the view has
+    not reached yet is not shown."""
     column = "effective_at" if order == "effective" else "position"
     rows = store.fetch_all(
-        "SELECT version, position, superseded_by, supersession, sealed FROM tcledger_timeline "
+        "SELECT version, position, superseded_by, supersession FROM tcledger_timeline "
         f"WHERE participant_id = ? ORDER BY {column}, version", (str(participant_id),))
-    found = []
-    for row in rows:
-        item = json.loads(sealer.open(participant_id, SEALED, bytes(row["sealed"])))
-        item.update(position=row["position"], superseded_by=row["superseded_by"],
-                    supersession=row["supersession"])
-        found.append(item)
-    return found
+    events = {e.originator_version: e for e in history}
+    return [{**describe(events[row["version"]]), "position": row["position"],
+             "superseded_by": row["superseded_by"], "supersession": row["supersession"]}
+            for row in rows if row["version"] in events]

@@ -23,7 +23,7 @@ def build_runner(services: Services, batch_size: int | None = None,
                                                                           version=version))
     summary = ParticipantSummaryView(services.policies, services.sealer, services.index,
                                      records)
-    timeline = TimelineView(services.sealer)
+    timeline = TimelineView()
     stats = ProgramStatsView(services.keys, records)
     stats.prepare()
     settings = services.settings

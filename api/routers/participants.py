@@ -176,7 +176,8 @@ def timeline(participant_id: ParticipantId, services: ServicesDep, caller: Reade
     """Every fact in the order it happened (or was recorded), from the timeline view, with
     what corrected or voided it."""
     services.ledger.read(participant_id, scope_guard(caller))
-    entries = read_timeline(services.store, services.sealer, participant_id, order)
+    entries = read_timeline(services.store, services.ledger.history(participant_id),
+                            participant_id, order)
     return {"id": str(participant_id), "entries": entries}
 
 
