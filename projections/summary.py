@@ -50,6 +50,16 @@ def _tables(blob: str, bigint: str) -> list[str]:
         # order: no sort of the whole facility per page (measured: 61 ms -> see bench).
         "CREATE INDEX IF NOT EXISTS tcledger_summary_facility_admitted"
         " ON tcledger_participant_summary (facility, admitted_position)",
+        # The flags of active records, in the caseload's order: early admissions are mostly
+        # discharged, and an index over every row of the facility read ~3,300 of them to
+        # find a page of `review_due` at 100,000 participants (10-15 ms; this: 0.6 ms).
+        "CREATE INDEX IF NOT EXISTS tcledger_summary_facility_active"
+        " ON tcledger_participant_summary (facility, admitted_position)"
+        " WHERE status = 'active'",
+        # A rare flag: its few rows, found without reading the others.
+        "CREATE INDEX IF NOT EXISTS tcledger_summary_facility_unconfirmed"
+        " ON tcledger_participant_summary (facility, admitted_position)"
+        " WHERE status = 'active' AND result_unconfirmed = 1",
         "CREATE INDEX IF NOT EXISTS tcledger_summary_unit_admitted"
         " ON tcledger_participant_summary (facility, unit, admitted_position)",
         "CREATE INDEX IF NOT EXISTS tcledger_summary_facility_release"
