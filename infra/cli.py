@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     rebuild = projection_commands.add_parser("rebuild", help="rebuild views from the log")
     rebuild.add_argument("name", nargs="?", help="one projection (default: all)")
     rebuild.add_argument("--jobs", type=int, default=1,
-                         help="processes that rebuild independent views at the same time on "
-                              "PostgreSQL (2: the summary and statistics, and the timeline; "
-                              "measured no faster on a busy 2-CPU machine)")
-    rebuild.add_argument("--only", help=argparse.SUPPRESS)  # a group, for a --jobs child
+                         help="processes that rebuild at the same time on PostgreSQL, each "
+                              "taking a share of the participants (one per CPU)")
+    rebuild.add_argument("--only", help=argparse.SUPPRESS)  # views, for a --jobs child
+    rebuild.add_argument("--part", type=int, help=argparse.SUPPRESS)  # its partition
     projection_commands.add_parser("status", help="position and lag of each projection")
 
     audit = commands.add_parser("audit", help="the verifiable ledger")
@@ -231,34 +232,32 @@ def _projections(services: Any, args: argparse.Namespace) -> int:
 
 
 def _rebuild(runner: Any, args: argparse.Namespace) -> int:
-    """Rebuilds the views; with --jobs, groups of views that share nothing are rebuilt by
-    child processes at the same time (each writes only its own tables and positions)."""
+    """Rebuilds the views; with --jobs N on PostgreSQL, N processes rebuild a share of the
+    participants each (projections.partitions): this one starts the others, takes the
+    first share, finishes any share a failed child left, then the views that do not split."""
     started = time.monotonic()
-    if args.only is not None:  # a child of a parallel rebuild
+    if args.only is not None:  # a child of a parallel rebuild: one partition
         parent = os.getppid()
 
         def orphaned(*_: Any) -> None:  # stop with the parent (between batches: exactly once)
             if os.getppid() != parent:
                 raise SystemExit(3)
-        runner.rebuild(args.only.split(","), progress=orphaned)
+        runner.rebuild_part(args.only.split(","), args.part or 0, progress=orphaned)
         return 0
-    groups = importlib.import_module("projections.wiring").REBUILD_GROUPS
-    # SQLite has one writer: processes would only queue for it.
-    if args.name is not None or args.jobs < 2 or not runner.store.postgres:
-        names = [args.name] if args.name else list(runner.projections)
-        runner.rebuild(args.name, progress=_progress_bar)
-    else:
-        names = [n for group in groups for n in group]
-        children = [subprocess.Popen([sys.executable, "-m", "infra.cli", "projections",
-                                      "rebuild", "--only", ",".join(group)],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-                    for group in groups[1:args.jobs]]
-        own = [n for group in [groups[0], *groups[args.jobs:]] for n in group]
-        runner.rebuild(own, progress=_progress_bar)
-        failed = [child.args for child in children if child.wait() != 0]
-        if failed:
-            print(f"\ntcledger: a rebuild process failed: {failed}", file=sys.stderr)
-            return 1
+    names = [args.name] if args.name else list(runner.projections)
+    children: list[subprocess.Popen[bytes]] = []
+
+    def helper(split: list[str], index: int) -> Callable[[], object]:
+        child = subprocess.Popen([sys.executable, "-m", "infra.cli", "projections", "rebuild",
+                                  "--only", ",".join(split), "--part", str(index)],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        children.append(child)
+        return child.wait
+    runner.rebuild(args.name, progress=_progress_bar, parts=max(args.jobs, 1), helpers=helper)
+    failed = [child.args for child in children if child.returncode != 0]
+    if failed:  # its share was finished here; say so all the same
+        print(f"\ntcledger: a rebuild process failed (its share was rebuilt here): {failed}",
+              file=sys.stderr)
     print(f"\nrebuilt {', '.join(names)} from {runner.log.head()} log entries in "
           f"{time.monotonic() - started:.1f} s", file=sys.stderr)
     return 0

@@ -88,6 +88,8 @@ ADD_COUNTS = ("ON CONFLICT (program, facility, day, measure, code, value) DO UPD
 
 class ProgramStatsView:
     name = "program_stats"
+    # Contributions are one participant's each and counters are sums: a rebuild may split.
+    partitioned = True
 
     def __init__(self, keys: KeyStore, records: RecordFolder) -> None:
         self.keys = keys
@@ -145,7 +147,9 @@ class ProgramStatsView:
                 sealed.append((str(participant_id), self._seal(participant_id, facts)))
             elif participant_id in before:
                 dropped.append(str(participant_id))
-        deltas = [(*fact, delta) for fact, delta in change.items() if delta]
+        # In key order: processes rebuilding partitions at once add to the same counters,
+        # and rows locked in one order cannot deadlock.
+        deltas = sorted((*fact, delta) for fact, delta in change.items() if delta)
         store.upsert_many(cur, "tcledger_stats_counts", COUNT_COLUMNS, deltas, ADD_COUNTS)
         if any(d[-1] < 0 for d in deltas):
             cur.execute("DELETE FROM tcledger_stats_counts WHERE n = 0")

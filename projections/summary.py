@@ -85,6 +85,7 @@ def _tables(blob: str, bigint: str) -> list[str]:
 
 class ParticipantSummaryView:
     name = "participant_summary"
+    partitioned = True  # rows of one participant each: a rebuild may split them
 
     def __init__(self, policies: PolicyBook, sealer: FieldSealer, index: BlindIndex,
                  records: RecordFolder) -> None:

@@ -61,6 +61,7 @@ def describe(e: ParticipantEvent) -> dict[str, Any]:
 
 class TimelineView:
     name = "timeline"
+    partitioned = True  # rows of one participant each: a rebuild may split them
 
     def create_tables(self, cur: Any, store: SqlStore) -> None:
         bigint = "BIGINT" if store.postgres else "INTEGER"

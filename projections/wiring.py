@@ -9,10 +9,6 @@ from projections.stats import ProgramStatsView
 from projections.summary import ParticipantSummaryView
 from projections.timeline import TimelineView
 
-# Views that can be rebuilt by separate processes at the same time: the summary and the
-# statistics share their folded records, the timeline needs none.
-REBUILD_GROUPS = (("participant_summary", "program_stats"), ("timeline",))
-
 
 def build_runner(services: Services, batch_size: int | None = None,
                  rebuild_batch_size: int | None = None) -> ProjectionRunner:
