@@ -102,11 +102,15 @@ class TimelineView:
 def _drop_sealed_copies(cur: Any, store: SqlStore) -> None:
     """A table made when rows carried a sealed copy of each event loses that column (the
     rows' other columns are unchanged; the copies were never read again)."""
-    if store.postgres:
-        cur.execute("ALTER TABLE tcledger_timeline DROP COLUMN IF EXISTS sealed")
-        return
-    cur.execute("PRAGMA table_info(tcledger_timeline)")
-    if any(row[1] == "sealed" for row in cur.fetchall()):
+    if store.postgres:  # looked up first: ALTER TABLE would lock the table at every start
+        cur.execute("SELECT 1 FROM information_schema.columns WHERE table_schema ="
+                    " current_schema() AND table_name = 'tcledger_timeline'"
+                    " AND column_name = 'sealed'")
+        found = cur.fetchone() is not None
+    else:
+        cur.execute("PRAGMA table_info(tcledger_timeline)")
+        found = any(row[1] == "sealed" for row in cur.fetchall())
+    if found:
         cur.execute("ALTER TABLE tcledger_timeline DROP COLUMN sealed")
 
 
