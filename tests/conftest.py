@@ -6,7 +6,9 @@ without them. TCLEDGER_TEST_PG_URL points at a server whose user may create data
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from domain.provenance import Provenance, utcnow
 from infra.settings import Settings
 from infra.wiring import Services, build
 
@@ -107,3 +110,16 @@ def api(services: Services) -> Iterator[Api]:
     with TestClient(create_app(services, projections="thread"),
                     raise_server_exceptions=False) as client:
         yield Api(client, services)
+
+
+@pytest.fixture(autouse=True)
+def _provenance_of_now() -> None:
+    """Module-level Provenance constants (`BY = Provenance(...)`) carry the clock of their
+    import, and a rule refuses times more than CLOCK_SKEW past it: on a busy machine the
+    whole suite takes longer than that. Each test gets them with the clock of its start."""
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("tests.") or module is None:
+            continue
+        for attr, value in list(vars(module).items()):
+            if type(value) is Provenance:
+                setattr(module, attr, dataclasses.replace(value, now=utcnow()))
