@@ -47,7 +47,10 @@ class RecordFolder:
         return folded
 
     def fold(self, entry: LoggedEvent) -> Participant:
-        participant = self._folded.pop(entry.stream_id, None)
+        # Taken out and put back last (least recently used order), unless every record is
+        # held anyway (a rebuild): then its place does not matter.
+        take = self._folded.get if self.holding_all else self._folded.pop
+        participant = take(entry.stream_id, None)
         if participant is not None and participant.version != entry.version - 1:
             participant = None
         if participant is None and entry.version > 1:

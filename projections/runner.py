@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import structlog
-from eventsourcing.persistence import Mapper, Notification, OperationalError, StoredEvent
+from eventsourcing.persistence import Mapper, Notification, OperationalError
 
 from domain.errors import ParticipantErased
 from domain.retention import RecordErased
@@ -420,8 +420,7 @@ class ProjectionRunner:
             # No view reads the access log's entries (one per request): not decrypted.
             return LoggedEvent(note.id, stream_id, note.originator_version, note.topic, UNREAD)
         try:
-            event = self.mapper.to_domain_event(StoredEvent(
-                note.originator_id, note.originator_version, note.topic, note.state))
+            event = self.mapper.to_domain_event(note)  # a Notification is a StoredEvent
         except ParticipantErased:
             event = None
         return LoggedEvent(note.id, stream_id, note.originator_version, note.topic, event)

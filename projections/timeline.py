@@ -73,25 +73,39 @@ class TimelineView:
                     " PRIMARY KEY (participant_id, version))")
         _drop_sealed_copies(cur, store)
 
+    def __init__(self) -> None:
+        self._rows = _Rows()  # the batch's rows, written when the runner flushes it
+
     def clear(self, cur: Any, store: SqlStore) -> None:
         cur.execute("DELETE FROM tcledger_timeline")
 
     def apply(self, cur: Any, store: SqlStore, batch: Sequence[LoggedEvent]) -> None:
-        rows = _Rows()
+        """Adds the page's rows to the batch's; a correction or void of an event of the
+        same batch (a rebuild's batch holds most of them) marks the row before it is
+        written instead of updating it afterwards."""
+        rows, keys = self._rows, dict[UUID, str]()
         for entry in batch:
             e = entry.event
             if isinstance(e, RecordErased):
                 rows.write(cur, store)
                 self._erase(cur, store, str(e.participant_id))
             elif isinstance(e, ParticipantEvent):
-                key = str(entry.stream_id)
+                key = keys.get(entry.stream_id)
+                if key is None:
+                    key = keys[entry.stream_id] = str(entry.stream_id)
                 rows.add([key, e.originator_version, entry.position, type(e).__name__,
                           e.effective_at.isoformat(), e.timestamp.isoformat(), e.actor_role,
                           None, None])
                 if isinstance(e, EntryCorrected | EntryVoided):
                     kind = "voided" if isinstance(e, EntryVoided) else "corrected"
                     rows.supersede(key, e.supersedes_version, e.originator_version, kind)
-        rows.write(cur, store)
+
+    def flush(self, cur: Any, store: SqlStore) -> None:
+        self._rows.write(cur, store)
+
+    def discard(self) -> None:
+        """Forgets what was applied but not flushed (its transaction rolled back)."""
+        self._rows = _Rows()
 
     @staticmethod
     def _erase(cur: Any, store: SqlStore, participant_id: str) -> None:
