@@ -85,6 +85,9 @@ class PartitionedLog:
 
     def batch(self, after: int, limit: int, part: Part) -> Sequence[Notification]:
         with self.store.datastore.transaction(commit=False) as cur:
+            # A page is read while the rebuilding processes use the CPUs: parallel workers
+            # for it only queue behind them (measured: 6x slower reads on 2 CPUs).
+            cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             cur.execute(self.statement, (after, part.until, part.count, part.index,
                                          list(ERASURE_TOPICS), limit))
             return [Notification(id=r["notification_id"], originator_id=r["originator_id"],
