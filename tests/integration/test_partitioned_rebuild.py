@@ -16,6 +16,7 @@ import pytest
 from infra.wiring import build
 from projections.partitions import claimed, part_rows
 from projections.wiring import build_runner
+from tests.conftest import make_settings
 from tests.integration.test_projection_rebuild import digest, generate
 
 SPLIT = ["participant_summary", "timeline", "program_stats"]
@@ -23,6 +24,13 @@ SPLIT = ["participant_summary", "timeline", "program_stats"]
 
 def parts_left(services) -> list:
     return part_rows(services.store, SPLIT)
+
+
+@pytest.fixture
+def pg_settings(pg_database, tmp_path):
+    """Partitions are a PostgreSQL rebuild's (SQLite has one writer and rebuilds in one
+    pass: the first test covers that it ignores `parts`)."""
+    return make_settings(tmp_path, pg_database)
 
 
 def test_a_rebuild_in_partitions_is_identical(services):
@@ -37,9 +45,8 @@ def test_a_rebuild_in_partitions_is_identical(services):
     assert all(p["position"] == head for p in runner.status())
 
 
-def test_a_partition_left_unfinished_is_finished_by_the_next_runner(settings):
-    if not settings.database_url:
-        pytest.skip("partitions are a PostgreSQL rebuild's; SQLite rebuilds in one pass")
+def test_a_partition_left_unfinished_is_finished_by_the_next_runner(pg_settings):
+    settings = pg_settings
     services = build(settings)
     try:
         generate(services, participants=25, steps=300, seed=52)
@@ -71,9 +78,8 @@ def test_a_partition_left_unfinished_is_finished_by_the_next_runner(settings):
         services.close()
 
 
-def test_a_partition_another_process_works_on_is_left_to_it(settings):
-    if not settings.database_url:
-        pytest.skip("partitions are a PostgreSQL rebuild's; SQLite rebuilds in one pass")
+def test_a_partition_another_process_works_on_is_left_to_it(pg_settings):
+    settings = pg_settings
     services = build(settings)
     other = build(settings)  # the other process's connections
     try:
@@ -106,9 +112,8 @@ def test_a_partition_another_process_works_on_is_left_to_it(settings):
         services.close()
 
 
-def test_a_parallel_rebuild_killed_mid_run_is_finished_by_a_runner(settings):
-    if not settings.database_url:
-        pytest.skip("parallel rebuilds are PostgreSQL's")
+def test_a_parallel_rebuild_killed_mid_run_is_finished_by_a_runner(pg_settings):
+    settings = pg_settings
     services = build(settings)
     try:
         generate(services, participants=60, steps=1200, seed=54)
