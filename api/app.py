@@ -26,13 +26,15 @@ from api.routers import (
     participants,
     programs,
     replay,
+    webhooks,
 )
 from audit.access import Access, AccessLog
 from audit.ledger import LedgerKeeper
 from audit.wiring import build_access_log, build_keeper, build_ledger
 from infra.settings import Settings
 from infra.wiring import Services, build
-from integrations.wiring import build_integrations
+from integrations.webhook_worker import WebhookWorker
+from integrations.wiring import build_integrations, build_webhook_worker, build_webhooks
 from projections.runner import ProjectionRunner
 from projections.wiring import build_runner
 
@@ -166,21 +168,38 @@ class RequestMiddleware:
         return limited
 
 
+class Delivering:
+    """The webhook worker as a keeper of this process (thread mode)."""
+
+    def __init__(self, worker: WebhookWorker, interval: float) -> None:
+        self.worker = worker
+        self.interval = interval
+
+    def start(self) -> None:
+        self.worker.start(self.interval)
+
+    def stop(self) -> None:
+        self.worker.close()
+
+
 def create_app(services: Services | None = None, settings: Settings | None = None,
                projections: Literal["thread", "process", "off"] | None = None) -> FastAPI:
     """The API. `projections` says who keeps the views current: a child process (the
     default, TCLEDGER_PROJECTIONS), a thread of this process (tests), or nobody else."""
     if services is None:
         services = build(settings or Settings())
-    runner = build_runner(services)
+    hooks = build_webhooks(services)
+    runner = build_runner(services, extra=[hooks.outbox])
     ledger = build_ledger(services)
     access_log = build_access_log(services)
     mode = projections or services.settings.projections
     # The child process (`tcledger projections run`) keeps the views and the ledger
-    # current; in thread mode this process does both.
-    keepers: list[ProjectionRunner | ProjectionProcess | LedgerKeeper] = []
+    # current and delivers webhooks; in thread mode this process does all three.
+    keepers: list[ProjectionRunner | ProjectionProcess | LedgerKeeper | Delivering] = []
     if mode == "thread":
-        keepers = [runner, build_keeper(ledger, services.settings, access_log)]
+        keepers = [runner, build_keeper(ledger, services.settings, access_log),
+                   Delivering(build_webhook_worker(services, hooks, access_log),
+                              services.settings.webhook_poll_interval)]
     elif mode == "process":
         keepers = [ProjectionProcess()]
 
@@ -201,11 +220,11 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
     app.state.runner = runner
     app.state.audit_ledger = ledger
     app.state.access_log = access_log
-    app.state.integrations = build_integrations(services, runner)
+    app.state.integrations = build_integrations(services, runner, hooks)
     app.state.in_flight = InFlight()
     problems.install(app)
     for router in (participants.router, admin.router, programs.router, health.router,
-                   audit.router, integrations.router):
+                   audit.router, integrations.router, webhooks.router):
         app.include_router(router)
     app.include_router(replay.router)  # /audit/participants/{id}/replay
     app.include_router(community.groups)

@@ -29,6 +29,7 @@ from domain.disclosure import (
     AMENDMENTS,
     DISCLOSABLE,
     REDISCLOSURE_NOTICE,
+    Disclosure,
     disclosure_of,
     permitted_categories,
 )
@@ -137,9 +138,7 @@ def _view(participant: Participant, notes: list[Notification], client: Integrati
     if not permitted:
         return {}
     history = participant.history
-    pid = str(participant.id)
-    subject = {"id": pid, "external_ids": {k: dict(v) for k, v in
-                                           participant.state.external_ids.items()}}
+    subject = subject_of(participant)
     visible: dict[int, tuple[dict[str, Any], Disclosed]] = {}
     for note in notes:
         version = note.originator_version
@@ -149,13 +148,26 @@ def _view(participant: Participant, notes: list[Notification], client: Integrati
         found = disclosure_of(history, event)
         if found is None or found.category not in permitted:
             continue
-        disclosed = Disclosed(pid, version, note.id, found.event_type, found.category,
-                              permitted[found.category])
-        visible[note.id] = ({
-            "specversion": SPECVERSION, "id": f"{pid}/{version}", "source": SOURCE,
-            "type": cloudevent_type(found.event_type), "subject": pid,
-            "time": event.timestamp.isoformat(), "datacontenttype": "application/json",
-            "position": note.id, "participantversion": version, "category": found.category,
-            "data": {"participant": subject, **found.data, "notice": REDISCLOSURE_NOTICE},
-        }, disclosed)
+        disclosed = Disclosed(subject["id"], version, note.id, found.event_type,
+                              found.category, permitted[found.category])
+        visible[note.id] = (cloud_event(subject, note.id, version, event, found), disclosed)
     return visible
+
+
+def subject_of(participant: Participant) -> dict[str, Any]:
+    """Who an event is about, as every disclosure names them: the id and external ids."""
+    return {"id": str(participant.id), "external_ids": {
+        k: dict(v) for k, v in participant.state.external_ids.items()}}
+
+
+def cloud_event(subject: dict[str, Any], position: int, version: int, event: Any,
+                found: Disclosure) -> dict[str, Any]:
+    """One disclosed event as a CloudEvent: the feed and the webhooks send exactly this."""
+    pid = subject["id"]
+    return {
+        "specversion": SPECVERSION, "id": f"{pid}/{version}", "source": SOURCE,
+        "type": cloudevent_type(found.event_type), "subject": pid,
+        "time": event.timestamp.isoformat(), "datacontenttype": "application/json",
+        "position": position, "participantversion": version, "category": found.category,
+        "data": {"participant": subject, **found.data, "notice": REDISCLOSURE_NOTICE},
+    }

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
+from audit.access import AccessLog
 from infra.wiring import Services
 from integrations.clients import IntegrationClients
 from integrations.feed import Feed
@@ -13,10 +15,30 @@ from integrations.inbound import Receiver
 from integrations.lab_results import LabResults
 from integrations.movements import Movements, ViewsBehind
 from integrations.specimens import SpecimenIndex
+from integrations.webhook_deliveries import Deliveries, RetrySchedule
+from integrations.webhook_outbox import OutboxProjection
+from integrations.webhook_worker import WebhookWorker
+from integrations.webhooks import WebhookSubscriptions
 from projections import caseload
+from projections.folding import RecordFolder
 from projections.runner import ProjectionRunner
 
 VIEW_WAIT_SECONDS = 5.0
+
+
+@dataclass
+class Webhooks:
+    services: Services
+    clients: IntegrationClients
+    subscriptions: WebhookSubscriptions
+    deliveries: Deliveries
+
+    def outbox(self, records: RecordFolder) -> OutboxProjection:
+        """The outbox projection, for build_runner(extra=[webhooks.outbox]): it runs with
+        the views and reads the records they fold."""
+        services = self.services
+        return OutboxProjection(records, services.sealer, self.subscriptions, self.clients,
+                                first_delay=self.deliveries.schedule.first)
 
 
 @dataclass
@@ -26,9 +48,30 @@ class Integrations:
     specimens: SpecimenIndex
     lab_results: LabResults
     movements: Movements
+    webhooks: Webhooks
 
 
-def build_integrations(services: Services, runner: ProjectionRunner) -> Integrations:
+def build_webhooks(services: Services) -> Webhooks:
+    clients = IntegrationClients(services.store, services.tokens)
+    subscriptions = WebhookSubscriptions(services.store, services.keys, services.log)
+    schedule = RetrySchedule(services.settings.webhook_retry_delays)
+    return Webhooks(services, clients, subscriptions, Deliveries(services.store, schedule))
+
+
+def build_webhook_worker(services: Services, webhooks: Webhooks, access_log: AccessLog,
+                         **overrides: Any) -> WebhookWorker:
+    """The delivery worker, configured by TCLEDGER_WEBHOOK_* (tests override some)."""
+    settings = services.settings
+    options: dict[str, Any] = {"timeout": settings.webhook_timeout,
+                               "concurrency": settings.webhook_concurrency}
+    options.update(overrides)
+    return WebhookWorker(ledger=services.ledger, sealer=services.sealer,
+                         subscriptions=webhooks.subscriptions, clients=webhooks.clients,
+                         deliveries=webhooks.deliveries, access_log=access_log, **options)
+
+
+def build_integrations(services: Services, runner: ProjectionRunner,
+                       webhooks: Webhooks | None = None) -> Integrations:
     services.index.prepare()
     specimens = SpecimenIndex(services.store, services.log, services.ledger.mapper,
                               services.index)
@@ -45,4 +88,5 @@ def build_integrations(services: Services, runner: ProjectionRunner) -> Integrat
 
     return Integrations(IntegrationClients(services.store, services.tokens),
                         Feed(services.ledger, services.log), specimens,
-                        LabResults(receiver, specimens), Movements(receiver, find_active))
+                        LabResults(receiver, specimens), Movements(receiver, find_active),
+                        webhooks or build_webhooks(services))

@@ -59,7 +59,8 @@ class Projection(Protocol):
     """A read model. Optional hooks the runner calls when a projection has them:
     `flush(cur, store)` before a batch's position is written (a view that writes once per
     record rather than per event writes then), `discard()` when a batch rolled back,
-    `reset()` when the view was cleared, `rebuilding(on)` around a rebuild."""
+    `reset()` when the view was cleared, `rebuilding(on)` around a rebuild. A projection
+    with `rebuildable = False` is left out of a rebuild of all views."""
 
     name: str
 
@@ -248,6 +249,11 @@ class ProjectionRunner:
         commits with its position, so a rebuild cut short resumes where it stopped.
         """
         chosen = self.chosen(only)
+        if only is None:
+            # A projection that says it is not rebuildable (the webhook outbox: a rebuild
+            # would send history again) is rebuilt only when named.
+            chosen = [p for p in chosen if getattr(p, "rebuildable", True)]
+            only = [p.name for p in chosen]
         with self.store.transaction() as cur:
             for projection in chosen:
                 projection.clear(cur, self.store)
