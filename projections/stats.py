@@ -13,8 +13,6 @@ census by stage is read from the participant summary view when asked.
 
 from __future__ import annotations
 
-import json
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,14 +20,13 @@ from datetime import date
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from domain.attendance import STATUSES
 from domain.community import OUTCOMES, attendance_lines
 from domain.participant import Participant
 from domain.state import ParticipantState
-from infra.keys import NONCE_BYTES, KeyStore
+from infra.keys import KeyStore
 from infra.sql import SqlStore
+from projections.contributions import SealedContributions
 from projections.folding import Folded, RecordFolder
 from projections.runner import LoggedEvent
 
@@ -90,7 +87,8 @@ class ProgramStatsView:
     name = "program_stats"
 
     def __init__(self, keys: KeyStore, records: RecordFolder) -> None:
-        self.keys = keys
+        self.contributions = SealedContributions(keys, STATS_KEY_STREAM,
+                                                 "tcledger_stats_contributions")
         self.records = records  # may be shared with other views of the same records
         self._pending: Folded = {}
 
@@ -101,22 +99,19 @@ class ProgramStatsView:
         self.records.hold_all(on)
 
     def prepare(self) -> None:
-        """Makes the statistics key before any transaction needs it (SQLite has one writer)."""
-        self.keys.system_key(STATS_KEY_STREAM)
+        self.contributions.prepare()
 
     def create_tables(self, cur: Any, store: SqlStore) -> None:
-        blob = "BYTEA" if store.postgres else "BLOB"
         cur.execute("CREATE TABLE IF NOT EXISTS tcledger_stats_counts ("
                     " program TEXT NOT NULL, facility TEXT NOT NULL, day TEXT NOT NULL,"
                     " measure TEXT NOT NULL, code TEXT NOT NULL, value INTEGER NOT NULL,"
                     " n INTEGER NOT NULL,"
                     " PRIMARY KEY (program, facility, day, measure, code, value))")
-        cur.execute("CREATE TABLE IF NOT EXISTS tcledger_stats_contributions ("
-                    f" participant_id TEXT PRIMARY KEY, sealed {blob} NOT NULL)")
+        self.contributions.create_table(cur, store)
 
     def clear(self, cur: Any, store: SqlStore) -> None:
         cur.execute("DELETE FROM tcledger_stats_counts")
-        cur.execute("DELETE FROM tcledger_stats_contributions")
+        self.contributions.clear(cur)
 
     def apply(self, cur: Any, store: SqlStore, batch: Sequence[LoggedEvent]) -> None:
         """Folds the batch; the counters change when the runner flushes, once for every
@@ -135,47 +130,11 @@ class ProgramStatsView:
 
     def _replace(self, cur: Any, store: SqlStore, facts_of: dict[UUID, list[Fact]]) -> None:
         """Swaps each record's old contribution for its new one, summed over the batch."""
-        before = self._contributions(cur, store, list(facts_of))
-        change: Counter[Fact] = Counter()
-        sealed, dropped = [], []
-        for participant_id, facts in facts_of.items():
-            change.update(facts)
-            change.subtract(before.get(participant_id, []))
-            if facts:
-                sealed.append((str(participant_id), self._seal(participant_id, facts)))
-            elif participant_id in before:
-                dropped.append(str(participant_id))
-        deltas = [(*fact, delta) for fact, delta in change.items() if delta]
+        change = self.contributions.replace(cur, store, dict(facts_of))
+        deltas = [(*fact, delta) for fact, delta in change.items()]
         store.upsert_many(cur, "tcledger_stats_counts", COUNT_COLUMNS, deltas, ADD_COUNTS)
         if any(d[-1] < 0 for d in deltas):
             cur.execute("DELETE FROM tcledger_stats_counts WHERE n = 0")
-        store.upsert_many(cur, "tcledger_stats_contributions", ("participant_id", "sealed"),
-                          sealed, "ON CONFLICT (participant_id) DO UPDATE SET "
-                          "sealed = excluded.sealed")
-        store.delete_keys(cur, "tcledger_stats_contributions", "participant_id", dropped)
-
-    def _contributions(self, cur: Any, store: SqlStore,
-                       ids: list[UUID]) -> dict[UUID, list[Fact]]:
-        found: dict[UUID, list[Fact]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = [str(i) for i in ids[start:start + 500]]
-            cur.execute(store.sql("SELECT participant_id, sealed FROM "
-                                  "tcledger_stats_contributions WHERE participant_id IN ("
-                                  + ", ".join("?" for _ in chunk) + ")"), chunk)
-            for row in cur.fetchall():
-                participant_id = UUID(row["participant_id"])
-                found[participant_id] = self._open(participant_id, bytes(row["sealed"]))
-        return found
-
-    def _seal(self, participant_id: UUID, facts: list[Fact]) -> bytes:
-        nonce = os.urandom(NONCE_BYTES)
-        aead = AESGCM(self.keys.system_key(STATS_KEY_STREAM))
-        return nonce + aead.encrypt(nonce, json.dumps(facts).encode(), participant_id.bytes)
-
-    def _open(self, participant_id: UUID, sealed: bytes) -> list[Fact]:
-        aead = AESGCM(self.keys.system_key(STATS_KEY_STREAM))
-        plain = aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], participant_id.bytes)
-        return [tuple(f) for f in json.loads(plain)]
 
 
 @dataclass(frozen=True)

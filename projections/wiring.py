@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from infra.wiring import Services
 from projections.folding import RecordFolder
+from projections.groups import GroupSessionsView
 from projections.runner import ProjectionRunner
 from projections.stats import ProgramStatsView
 from projections.summary import ParticipantSummaryView
 from projections.timeline import TimelineView
 
-# Views that can be rebuilt by separate processes at the same time: the summary and the
-# statistics share their folded records, the timeline needs none.
-REBUILD_GROUPS = (("participant_summary", "program_stats"), ("timeline",))
+# Views that can be rebuilt by separate processes at the same time: the summary, the
+# statistics and the group sessions share their folded records, the timeline needs none.
+REBUILD_GROUPS = (("participant_summary", "program_stats", "group_sessions"), ("timeline",))
 
 
 def build_runner(services: Services, batch_size: int | None = None,
@@ -26,9 +27,11 @@ def build_runner(services: Services, batch_size: int | None = None,
     timeline = TimelineView(services.sealer)
     stats = ProgramStatsView(services.keys, records)
     stats.prepare()
+    sessions = GroupSessionsView(services.keys, services.sealer, records)
+    sessions.prepare()
     settings = services.settings
     return ProjectionRunner(
-        services.store, services.log, ledger.mapper, [summary, timeline, stats],
+        services.store, services.log, ledger.mapper, [summary, timeline, stats, sessions],
         batch_size=batch_size or settings.projection_batch_size,
         rebuild_batch_size=rebuild_batch_size or settings.projection_rebuild_batch_size,
         preload_keys=services.keys.preload)

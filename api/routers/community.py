@@ -3,15 +3,30 @@ follow-ups after discharge and recovery supports. HTTP in, domain commands out."
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Callable
+from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from api import schemas as s
-from api.deps import ServicesDep, Staff, Writer, answer, effective, offload, scope_guard, written
+from api.deps import (
+    Reader,
+    ReadYourWrites,
+    ServicesDep,
+    Staff,
+    Writer,
+    answer,
+    effective,
+    offload,
+    scope_guard,
+    written,
+)
 from api.problems import Problem, refusal_body
 from domain import community as c
 from domain.application import Outcomes, WriteResult
@@ -22,6 +37,7 @@ from domain.policy import ProgramPolicy
 from infra.peers import PeerLinks
 from infra.recorders import IdempotencyRecord
 from infra.wiring import Services
+from projections.groups import SessionsQuery, find_sessions
 
 groups = APIRouter(prefix="/groups", tags=["community"])
 router = APIRouter(prefix="/participants", tags=["community"])
@@ -52,6 +68,48 @@ def hold_group(body: s.GroupIn, request: Request, services: ServicesDep,
                 caller.actor_id, writer.key, writer.request_hash, 201,
                 {"id": str(sid), "version": version, "group_id": str(sid)})}))
     return answer({**written(result), "group_id": str(result.id)}, 201)
+
+
+@groups.get("", dependencies=[ReadYourWrites])
+def list_groups(services: ServicesDep, caller: Reader, facility: str | None = None,
+                unit: str | None = None, kind: str | None = None,
+                from_: Annotated[date | None, Query(alias="from")] = None,
+                to: date | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                cursor: str | None = None) -> dict[str, Any]:
+    """Sessions in the order they were held (`from` and `to`: days, UTC, inclusive), each
+    with its attendance counted by status, from the group sessions view. Keyset pages:
+    `cursor` is the previous page's `next_cursor`, for the same filters. Counselors and
+    supervisors see their own facility's sessions."""
+    if caller.role in ("counselor", "supervisor"):
+        if facility is not None and facility != caller.facility:
+            return {"items": [], "next_cursor": None}
+        facility = caller.facility
+    if from_ is not None and to is not None and from_ > to:
+        raise Problem(422, "validation", "Invalid request", "from: after to",
+                      errors=[{"field": "from", "message": "must not be after to"}])
+    rows = find_sessions(services.store, services.sealer, SessionsQuery(
+        facility=facility, unit=unit, kind=kind, first_day=from_, last_day=to,
+        after=_session_cursor(cursor), limit=limit))
+    marks = [row.pop("_cursor") for row in rows]
+    more = len(rows) > limit
+    return {"items": rows[:limit], "next_cursor": base64.urlsafe_b64encode(
+        json.dumps(marks[limit - 1]).encode()).decode() if more else None}
+
+
+def _session_cursor(cursor: str | None) -> tuple[str, int] | None:
+    """The session after which a page starts; opaque to callers, checked here."""
+    if cursor is None:
+        return None
+    try:
+        held_at, position = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        if not isinstance(held_at, str) or not isinstance(position, int) \
+                or isinstance(position, bool) or not 0 <= position < 2 ** 62:
+            raise ValueError
+    except (ValueError, TypeError, UnicodeEncodeError, binascii.Error):
+        raise Problem(422, "validation", "Invalid request", "cursor: not a cursor of this list",
+                      errors=[{"field": "cursor", "message": "not a cursor of this list"}]) \
+            from None
+    return held_at, position
 
 
 @groups.post("/{group_id}/attendance")

@@ -202,7 +202,16 @@ def digest(services) -> str:
         "SELECT * FROM tcledger_stats_counts ORDER BY program, facility, day, measure, code, "
         "value")]
     assert counts, "the statistics view was built"
-    return json.dumps([rows, consents, timeline, counts], sort_keys=True, default=str)
+    sessions = [dict(r) for r in services.store.fetch_all(
+        "SELECT * FROM tcledger_group_sessions ORDER BY group_id")]
+    for r in sessions:
+        r["sealed"] = json.loads(services.sealer.open(UUID(r["group_id"]), "group_session",
+                                                      bytes(r["sealed"])))
+    attendance = [dict(r) for r in services.store.fetch_all(
+        "SELECT * FROM tcledger_group_counts ORDER BY group_id, status")]
+    assert sessions and attendance, "the group sessions view was built"
+    return json.dumps([rows, consents, timeline, counts, sessions, attendance], sort_keys=True,
+                      default=str)
 
 
 def test_incremental_and_rebuilt_views_are_identical(services):
@@ -220,6 +229,7 @@ def test_incremental_and_rebuilt_views_are_identical(services):
     assert any(s["recovery_supports"] for s in sealed)
     measures = {row["measure"] for row in json.loads(live)[3]}
     assert {"attendance", "follow_up", "follow_up_outcome"} <= measures
+    assert len(json.loads(live)[4]) == 24  # 12 sessions from each generation
     runner.rebuild()
     assert digest(services) == live
     fresh = build_runner(services, batch_size=1000)  # a new process, cold caches
