@@ -60,6 +60,7 @@ CONFLICT_RETRIES = 8  # then the caller hears 409 and may retry itself
 # A write of several records loses a race whenever any one of them moved: it may try more
 # often (about a second in all) before the caller hears 409.
 MANY_CONFLICT_RETRIES = 40
+SESSIONS_KEPT = 1000
 
 
 def _back_off(attempt: int) -> None:
@@ -104,6 +105,8 @@ class TCLedger(Application[UUID]):
         self.policies = policies
         self.keys = keys
         self._live: LiveRecords[Participant] = LiveRecords(live_records)
+        # A session is one immutable event: kept once read, so that rosters do not reload it.
+        self._sessions: LiveRecords[GroupSession] = LiveRecords(SESSIONS_KEPT)
         self._given_mapper = mapper
         super().__init__(env)
 
@@ -287,15 +290,21 @@ class TCLedger(Application[UUID]):
 
     def hold_group(self, session: GroupSession,
                    record_with: RecordWith | None = None) -> WriteResult:
-        return self._save(session, {}, record_with)
+        result = self._save(session, {}, record_with)
+        self._sessions.put(session.id, session)
+        return result
 
     def group(self, group_id: UUID) -> GroupSession:
+        kept = self._sessions.get(group_id)
+        if kept is not None:
+            return kept
         try:
             session: object = self.repository.get(group_id)
         except (AggregateNotFoundError, ParticipantErased):
             raise NotFound("group", group_id) from None
         if not isinstance(session, GroupSession):
             raise NotFound("group", group_id)
+        self._sessions.put(group_id, session)
         return session
 
     def erase(self, participant_id: UUID, by: Provenance, reason: str,

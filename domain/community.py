@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from domain import attendance
 from domain import events as ev
-from domain.amendment import amendments, live_entries
 from domain.errors import InvalidValue, NotFound, RuleViolation
 from domain.policy import ProgramPolicy
 from domain.provenance import Provenance, new_id
@@ -83,12 +82,9 @@ def record_attendance(p: Participant, session: Session, *, by: Provenance, statu
 
 
 def facility_at(p: Participant, at: datetime) -> str | None:
-    """Where the record placed the participant at a time: admission, then transfers."""
-    placed: list[tuple[datetime, int, str]] = []
-    for e in live_entries(p.history, *amendments(p.history)):
-        if isinstance(e, ev.ParticipantAdmitted | ev.ParticipantTransferred):
-            placed.append((e.effective_at, e.originator_version, e.facility))
-    before = [f for when, _, f in sorted(placed) if when <= at]
+    """Where the record placed the participant at a time: admission, then transfers (a
+    transfer entered late takes effect from its own effective time)."""
+    before = [f for when, _, f in sorted(p.state.placements) if when <= at]
     return before[-1] if before else None
 
 

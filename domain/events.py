@@ -86,6 +86,7 @@ class ParticipantAdmitted(Aggregate.Created, ParticipantEvent):
 
     def evolve(self, s: ParticipantState) -> None:
         s.program, s.facility, s.unit = self.program, self.facility, self.unit
+        s.placements.append((self.effective_at, self.originator_version, self.facility))
         s.external_ids = {k: dict(v) for k, v in self.external_ids.items()}
         s.given_name, s.family_name = self.given_name, self.family_name
         s.date_of_birth, s.admitted_on = self.date_of_birth, self.admitted_on
@@ -115,6 +116,7 @@ class ParticipantTransferred(ParticipantEvent):
 
     def evolve(self, s: ParticipantState) -> None:
         s.facility, s.unit = self.facility, self.unit
+        s.placements.append((self.effective_at, self.originator_version, self.facility))
 
 
 class ReleaseDateChanged(ParticipantEvent):
