@@ -491,7 +491,7 @@ class GroupAttendanceEvent(ParticipantEvent):
     def evolve(self, s: ParticipantState) -> None:
         s.attendance[self.group_id] = {
             "group_id": self.group_id, "kind": self.kind, "held_at": self.held_at.isoformat(),
-            "status": self.status, "note": self.note}
+            "facility": self.facility, "status": self.status, "note": self.note}
 
 
 class GroupAttended(GroupAttendanceEvent):

@@ -6,9 +6,12 @@ kept sealed under a statistics key of the deployment's own, so that a correction
 replace it and an erasure can subtract it, even after the participant's key is gone.
 Measures: admissions; discharges by type (and whether successful); completed stage stays
 with their length in days; test results; sanctions by severity; attendance lines by group
-kind and status (on the session's day); follow-ups, one per person and window (on the day
-of the contact that counts), whether reached, and the outcomes of those reached. The
-census by stage is read from the participant summary view when asked.
+kind and status (on the session's day, under the session's facility: a resident moved
+since is still counted where they attended); follow-ups, one per person and window (on the
+day of the contact that counts), whether reached, and the outcomes of those reached; and
+each window's due date after a discharge, with whether that person was followed up in it
+(attempted or reached). The census by stage is read from the participant summary view
+when asked.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from domain.attendance import STATUSES
-from domain.community import OUTCOMES, attendance_lines
+from domain.attendance import STATUSES, line_of
+from domain.community import OUTCOMES
 from domain.participant import Participant
+from domain.policy import PolicyBook, ProgramPolicy
 from domain.state import ParticipantState
 from infra.keys import KeyStore
 from infra.sql import SqlStore
@@ -34,7 +38,7 @@ STATS_KEY_STREAM = uuid5(NAMESPACE_URL, "tcledger:statistics:v1")
 Fact = tuple[str, str, str, str, str, int]  # program, facility, day, measure, code, value
 
 
-def contribution(p: Participant) -> list[Fact]:
+def contribution(p: Participant, policy: ProgramPolicy | None) -> list[Fact]:
     """The counters one record adds to, from its folded state."""
     st = p.state
     base = (st.program, st.facility)
@@ -53,9 +57,19 @@ def contribution(p: Participant) -> list[Fact]:
             facts.append((*base, specimen["resulted_at"][:10], "test", specimen["result"], 0))
     for sanction in st.sanctions.values():
         facts.append((*base, sanction["imposed_on"], "sanction", str(sanction["severity"]), 0))
-    for day, kind, status in attendance_lines(st):
-        facts.append((*base, day, "attendance", f"{kind}/{status}", 0))
-    for window, follow_up in follow_ups_by_window(st).items():
+    for entry in st.attendance.values():
+        day, kind, status = line_of(entry)
+        facts.append((st.program, entry["facility"], day, "attendance",
+                      f"{kind}/{status}", 0))
+    chosen = follow_ups_by_window(st)
+    if st.discharge and policy is not None:
+        discharged = date.fromisoformat(st.discharge["effective_on"])
+        for window in policy.follow_up_windows:
+            done = chosen.get(window.code)
+            facts.append((*base, (discharged + timedelta(days=window.days)).isoformat(),
+                          "follow_up_due", window.code,
+                          0 if done is None else 2 if done["reached"] else 1))
+    for window, follow_up in chosen.items():
         day = follow_up["contacted_on"]
         facts.append((*base, day, "follow_up", window, 1 if follow_up["reached"] else 0))
         if follow_up["reached"]:
@@ -86,7 +100,8 @@ ADD_COUNTS = ("ON CONFLICT (program, facility, day, measure, code, value) DO UPD
 class ProgramStatsView:
     name = "program_stats"
 
-    def __init__(self, keys: KeyStore, records: RecordFolder) -> None:
+    def __init__(self, keys: KeyStore, records: RecordFolder, policies: PolicyBook) -> None:
+        self.policies = policies
         self.contributions = SealedContributions(keys, STATS_KEY_STREAM,
                                                  "tcledger_stats_contributions")
         self.records = records  # may be shared with other views of the same records
@@ -122,7 +137,8 @@ class ProgramStatsView:
         pending = self._pending
         self.discard()
         self._replace(cur, store, {
-            pid: contribution(p) if p is not None else [] for pid, p in pending.items()})
+            pid: contribution(p, self.policies.get(p.state.program)) if p is not None else []
+            for pid, p in pending.items()})
 
     def discard(self) -> None:
         """Forgets what was applied but not flushed (its transaction rolled back)."""
@@ -162,6 +178,7 @@ def program_stats(store: SqlStore, query: StatsQuery) -> dict[str, Any]:
                                    ("admission", "discharge", "test", "sanction", "attendance",
                                     "follow_up_outcome")}
     follow_ups: dict[str, Counter[int]] = {}
+    due: dict[str, Counter[int]] = {}
     stays: dict[str, Counter[int]] = {}
     successful = 0
     for r in rows:
@@ -170,6 +187,8 @@ def program_stats(store: SqlStore, query: StatsQuery) -> dict[str, Any]:
             stays.setdefault(code, Counter())[value] += n
         elif measure == "follow_up":
             follow_ups.setdefault(code, Counter())[value] += n
+        elif measure == "follow_up_due":
+            due.setdefault(code, Counter())[value] += n
         elif measure == "follow_up_outcome":
             by[measure][f"{code}/{value}"] += n
         else:
@@ -197,7 +216,7 @@ def program_stats(store: SqlStore, query: StatsQuery) -> dict[str, Any]:
         "positive_rate": round(by["test"]["positive"] / tests, 4) if tests else None,
         "sanctions_by_severity": dict(sorted(by["sanction"].items())),
         "attendance_by_kind": _attendance(by["attendance"], query.group_kinds),
-        "follow_ups_by_window": _follow_ups(follow_ups, by["follow_up_outcome"],
+        "follow_ups_by_window": _follow_ups(follow_ups, by["follow_up_outcome"], due,
                                             query.follow_up_windows),
     }
 
@@ -220,15 +239,21 @@ def _attendance(lines: Counter[str], kinds: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _follow_ups(reached: dict[str, Counter[int]], outcomes: Counter[str],
-                windows: tuple[str, ...]) -> dict[str, Any]:
+                due: dict[str, Counter[int]], windows: tuple[str, ...]) -> dict[str, Any]:
     """Per window: people followed up, how many were reached and their share, and for
     each outcome among those reached how many were known true, false or unknown, and the
-    share true."""
+    share true; and the people whose window came due in the period, with the share of them
+    followed up in it (attempted or reached) and the share reached."""
     shown = {}
-    for window in (*windows, *sorted(set(reached) - set(windows))):
+    for window in (*windows, *sorted((set(reached) | set(due)) - set(windows))):
         counts = reached.get(window, Counter())
         n, hits = sum(counts.values()), counts[1]
+        came = due.get(window, Counter())
+        owed = sum(came.values())
         shown[window] = {
+            "due": owed, "due_followed_up": came[1] + came[2], "due_reached": came[2],
+            "due_followed_up_share": _share(came[1] + came[2], owed),
+            "due_reached_share": _share(came[2], owed),
             "followed_up": n, "reached": hits, "reached_share": _share(hits, n),
             "outcomes": {outcome: {
                 "true": outcomes[f"{window}/{outcome}/1"],

@@ -25,7 +25,7 @@ def build_runner(services: Services, batch_size: int | None = None,
     summary = ParticipantSummaryView(services.policies, services.sealer, services.index,
                                      records)
     timeline = TimelineView(services.sealer)
-    stats = ProgramStatsView(services.keys, records)
+    stats = ProgramStatsView(services.keys, records, services.policies)
     stats.prepare()
     sessions = GroupSessionsView(services.keys, services.sealer, records)
     sessions.prepare()
