@@ -12,6 +12,7 @@ record keeps the fact ("a pull-up from a peer") but no longer who it was.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,12 @@ class PeerSeal:
 
     link_id: str
     sealed: str
+
+
+# Makes the link between two records when called: the rules call it only once they have
+# passed, so that a refused command leaves no link key behind. `seals()` answers the peer
+# as the first record holds it, then the first as the peer's record holds it.
+Seals = Callable[[], tuple[PeerSeal, PeerSeal]]
 
 
 # --- attendance ------------------------------------------------------------------------
@@ -110,8 +117,7 @@ def stage_requirement(policy: ProgramPolicy, stage_code: str) -> dict[str, int]:
 
 def record_peer_feedback(receiver: Participant, giver: Participant, *, by: Provenance,
                          kind: str, behaviour: str, observed_at: datetime, reason: str,
-                         seals: tuple[PeerSeal, PeerSeal],
-                         infraction_id: str | None = None) -> str:
+                         seals: Seals, infraction_id: str | None = None) -> str:
     """A pull-up or affirmation from `giver` to `receiver`, on both records. `seals`: the
     giver as the receiver's record holds it, then the receiver as the giver's does."""
     if kind not in FEEDBACK_KINDS:
@@ -129,9 +135,9 @@ def record_peer_feedback(receiver: Participant, giver: Participant, *, by: Prove
             raise InvalidValue("infraction_id", "only a pull-up becomes an infraction")
         if infraction_id not in receiver.state.infractions:
             raise NotFound("infraction", infraction_id)
-    feedback_id = new_id()
-    for side, p, seal, infraction in (("received", receiver, seals[0], infraction_id),
-                                      ("given", giver, seals[1], None)):
+    feedback_id, (held, holding) = new_id(), seals()
+    for side, p, seal, infraction in (("received", receiver, held, infraction_id),
+                                      ("given", giver, holding, None)):
         p.trigger_event(ev.PeerFeedbackRecorded, **by.event_fields(reason, observed_at),
                         feedback_id=feedback_id, kind=kind, side=side, link_id=seal.link_id,
                         peer=seal.sealed, behaviour=behaviour, observed_at=observed_at,
@@ -140,8 +146,7 @@ def record_peer_feedback(receiver: Participant, giver: Participant, *, by: Prove
 
 
 def assign_mentor(mentee: Participant, mentor: Participant, policy: ProgramPolicy, *,
-                  by: Provenance, at: datetime, reason: str,
-                  seals: tuple[PeerSeal, PeerSeal]) -> str:
+                  by: Provenance, at: datetime, reason: str, seals: Seals) -> str:
     """A senior resident mentoring a newer one, on both records. `seals`: the mentor as the
     mentee's record holds it, then the mentee as the mentor's does."""
     _two_people(mentee, mentor, "mentor_participant_id")
@@ -158,8 +163,8 @@ def assign_mentor(mentee: Participant, mentor: Participant, policy: ProgramPolic
            for m in mentee.state.mentorships.values()):
         raise RuleViolation("mentor-already-assigned",
                             "the participant has a mentor; end that mentorship first")
-    mentor_id = new_id()
-    for side, p, seal in (("mentee", mentee, seals[0]), ("mentor", mentor, seals[1])):
+    mentor_id, (held, holding) = new_id(), seals()
+    for side, p, seal in (("mentee", mentee, held), ("mentor", mentor, holding)):
         p.trigger_event(ev.MentorAssigned, **by.event_fields(reason, at), mentor_id=mentor_id,
                         side=side, link_id=seal.link_id, peer=seal.sealed)
     return mentor_id

@@ -185,13 +185,14 @@ async def peer_feedback(participant_id: ParticipantId, body: s.PeerFeedbackIn,
     other only under the key of their link."""
     writer = Writer(request, services, caller, body)
     giver = body.from_participant
+    seals = PeerLinks(services.keys).deferred(participant_id, giver)
 
     def decide(ps: dict[UUID, Participant]) -> dict[str, Any]:
         return {"feedback_id": c.record_peer_feedback(
             ps[participant_id], ps[giver], by=writer.by, kind=body.kind,
             behaviour=body.behaviour, observed_at=body.observed_at, reason=body.reason,
             infraction_id=body.infraction_id,
-            seals=PeerLinks(services.keys).link(participant_id, giver))}
+            seals=seals)}
 
     return await offload(request, _together, writer, [participant_id, giver], decide)
 
@@ -201,12 +202,13 @@ async def assign_mentor(participant_id: ParticipantId, body: s.MentorIn, request
                         services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
     mentor, at = body.mentor_participant_id, effective(body.started_on, writer.by)
+    seals = PeerLinks(services.keys).deferred(participant_id, mentor)
 
     def decide(ps: dict[UUID, Participant]) -> dict[str, Any]:
         mentee = ps[participant_id]
         return {"mentor_id": c.assign_mentor(
             mentee, ps[mentor], services.ledger.policy_of(mentee), by=writer.by, at=at,
-            reason=body.reason, seals=PeerLinks(services.keys).link(participant_id, mentor))}
+            reason=body.reason, seals=seals)}
 
     return await offload(request, _together, writer, [participant_id, mentor], decide)
 

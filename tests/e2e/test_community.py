@@ -203,11 +203,17 @@ def test_peer_feedback_names_the_peer_until_the_peer_is_erased(api):
         assert giver not in json.dumps(replay)
 
 
+def key_rows(api: Any) -> int:
+    return int(api.services.store.fetch_one(
+        "SELECT COUNT(*) AS n FROM tcledger_data_keys")["n"])
+
+
 def test_peer_feedback_refusals_write_nothing_on_either_record(api):
     a, b = admit(api, 1500), admit(api, 1501)
     south = admit(api, 1502, facility="F-SOUTH")
     body = {"kind": "pull-up", "from_participant": b, "behaviour": "late to group",
             "observed_at": hours_ago(2), "reason": "peer report"}
+    keys = key_rows(api)
     with writes_nothing(api, a), writes_nothing(api, b):
         invalid(api.post(f"/participants/{a}/peer-feedback", {**body, "from_participant": a}),
                 "from_participant")
@@ -221,6 +227,11 @@ def test_peer_feedback_refusals_write_nothing_on_either_record(api):
         invalid(api.post(f"/participants/{a}/peer-feedback",
                          {**body, "observed_at": (datetime.now(UTC) + timedelta(days=1))
                           .isoformat()}), "observed_at")
+        problem(api.post(f"/participants/{a}/mentors", {
+            "mentor_participant_id": b, "reason": "pairing"}), 409)  # not senior
+    assert key_rows(api) == keys  # no link key was made for a refused command
+    ok(api.post(f"/participants/{a}/peer-feedback", body))
+    assert key_rows(api) == keys + 1
 
 
 def test_a_mentor_is_a_senior_of_the_facility_and_ends_on_both_records(api):

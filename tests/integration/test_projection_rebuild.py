@@ -130,14 +130,14 @@ def community(services, ids: list[UUID], rng: random.Random) -> list[UUID]:
                 ledger.execute_together([first, second], lambda ps, a=first, b=second:
                                         c.assign_mentor(ps[a], ps[b], policy, by=BY, at=now,
                                                         reason="pairing",
-                                                        seals=links.link(a, b)))
+                                                        seals=links.deferred(a, b)))
             else:
                 ledger.execute_together([first, second], lambda ps, a=first, b=second:
                                         c.record_peer_feedback(
                                             ps[a], ps[b], by=BY, kind=rng.choice(
                                                 ["pull-up", "affirmation"]),
                                             behaviour="synthetic", observed_at=now,
-                                            reason="peer report", seals=links.link(a, b)))
+                                            reason="peer report", seals=links.deferred(a, b)))
             chosen.append(second)
         except DomainError:
             pass
