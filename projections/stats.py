@@ -64,10 +64,10 @@ def contribution(p: Participant, policy: ProgramPolicy | None) -> list[Fact]:
     chosen = follow_ups_by_window(st)
     if st.discharge and policy is not None:
         discharged = date.fromisoformat(st.discharge["effective_on"])
-        for window in policy.follow_up_windows:
-            done = chosen.get(window.code)
-            facts.append((*base, (discharged + timedelta(days=window.days)).isoformat(),
-                          "follow_up_due", window.code,
+        for due in policy.follow_up_windows:
+            done = chosen.get(due.code)
+            facts.append((*base, (discharged + timedelta(days=due.days)).isoformat(),
+                          "follow_up_due", due.code,
                           0 if done is None else 2 if done["reached"] else 1))
     for window, follow_up in chosen.items():
         day = follow_up["contacted_on"]
