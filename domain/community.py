@@ -12,9 +12,9 @@ record keeps the fact ("a pull-up from a peer") but no longer who it was.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from domain import attendance
@@ -183,6 +183,57 @@ def end_mentor(p: Participant, *, by: Provenance, mentor_id: str, at: datetime,
     if at.date().isoformat() < mentorship["started_on"]:
         raise InvalidValue("ended_on", "must not be before the mentorship started")
     p.trigger_event(ev.MentorEnded, **by.event_fields(reason, at), mentor_id=mentor_id)
+
+
+def open_mentorships(p: Participant) -> list[dict[str, Any]]:
+    return [m for m in p.state.mentorships.values() if m["ended_on"] is None]
+
+
+def mentorships_ending(p: Participant) -> list[dict[str, Any]]:
+    """The open mentorships that a discharge this command is recording ends."""
+    return open_mentorships(p) if _pending_discharge(p) is not None else []
+
+
+def end_mentorships_with_discharge(p: Participant, peers: Mapping[str, Participant]) -> None:
+    """A mentorship lasts only while both are in the program: a discharge ends each open
+    mentorship of the record, on its own record and on the other's (`peers`, by
+    mentorship; absent when that record was erased), with the discharge's date and
+    author, so that no record goes on naming a discharged mentor or mentee."""
+    discharge = _pending_discharge(p)
+    if discharge is None:
+        return
+    by = Provenance(discharge.actor_id, discharge.actor_role, discharge.source,
+                    discharge.correlation_id, discharge.causation_id, now=discharge.timestamp)
+    for m in open_mentorships(p):
+        # A discharge entered with an earlier date ends it no earlier than it began.
+        at = max(discharge.effective_at, _start_of(m["started_on"]))
+        end_mentor(p, by=by, mentor_id=m["mentor_id"], at=at,
+                   reason="ended with this participant's discharge")
+        _end_other_side(peers.get(m["mentor_id"]), m["mentor_id"], by, at,
+                        "ended with the other participant's discharge")
+
+
+def end_mentorship_of_erased_peer(p: Participant, mentor_id: str, by: Provenance) -> None:
+    """Ends, on the surviving record, a mentorship whose other record is being erased."""
+    m = p.state.mentorships.get(mentor_id)
+    if m is not None:
+        _end_other_side(p, mentor_id, by, max(by.now, _start_of(m["started_on"])),
+                        "ended: the other participant's record was erased")
+
+
+def _end_other_side(p: Participant | None, mentor_id: str, by: Provenance, at: datetime,
+                    reason: str) -> None:
+    m = None if p is None else p.state.mentorships.get(mentor_id)
+    if p is not None and m is not None and m["ended_on"] is None:
+        end_mentor(p, by=by, mentor_id=mentor_id, at=at, reason=reason)
+
+
+def _pending_discharge(p: Participant) -> ev.Discharged | None:
+    return next((e for e in reversed(p.pending_events) if isinstance(e, ev.Discharged)), None)
+
+
+def _start_of(day: str) -> datetime:
+    return datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC)
 
 
 def peer_links(history: list[ev.ParticipantEvent]) -> list[str]:

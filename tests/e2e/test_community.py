@@ -11,6 +11,7 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 
 from audit.access import ACCESS_TOPIC
+from tests.e2e.integration_clients import IntegrationClient
 from tests.e2e.people import synthetic_admission
 from tests.e2e.test_bad_input import invalid, problem, writes_nothing
 
@@ -312,3 +313,86 @@ def test_the_record_shows_attendance_against_the_stage_requirement(api):
     assert (mm["attended"], mm["late"], mm["required"], mm["below_requirement"]) == (
         3, 1, 20, True)
     assert "morning-meeting" in attendance["below_requirement"]
+
+
+def test_a_discharge_ends_the_mentorships_on_both_records_at_once(api):
+    mentee, senior, other_mentee = admit(api, 1650), admit(api, 1651), admit(api, 1652)
+    ok(api.post(f"/participants/{senior}/stage-changes",
+                {"direction": "promote", "to_stage": "phase-1", "reason": "criteria met"}))
+    first = ok(api.post(f"/participants/{mentee}/mentors", {
+        "mentor_participant_id": senior, "reason": "pairing"}))["mentor_id"]
+    second = ok(api.post(f"/participants/{other_mentee}/mentors", {
+        "mentor_participant_id": senior, "reason": "pairing"}))["mentor_id"]
+    assert len(record(api, senior)["mentees"]) == 2
+    # A stale If-Match is refused before anything is written on any record.
+    with writes_nothing(api, senior), writes_nothing(api, mentee):
+        problem(api.post(f"/participants/{senior}/discharge", {
+            "type": "administrative-release", "reason": "released"},
+            **{"If-Match": '"1"'}), 412)
+    done = ok(api.post(f"/participants/{senior}/discharge", {
+        "type": "administrative-release", "reason": "released"}))
+    for pid, mentor_id in ((mentee, first), (other_mentee, second)):
+        mine = record(api, pid)
+        assert mine["mentor"] is None  # no discharged mentor is shown
+        [m] = mine["mentorships"]
+        assert m["mentor_id"] == mentor_id and m["ended_on"] == datetime.now(UTC).date() \
+            .isoformat()
+        last = ok(api.get(f"/participants/{pid}/history"), 200)["events"][-1]
+        assert last["type"] == "MentorEnded" and last["data"]["mentor_id"] == mentor_id
+        assert last["reason"] == "ended with the other participant's discharge"
+        assert last["position"] < done["position"]  # committed with the discharge
+    history = ok(api.get(f"/participants/{senior}/history"), 200)["events"]
+    assert [e["type"] for e in history[-3:]] == ["Discharged", "MentorEnded", "MentorEnded"]
+    assert history[-1]["position"] == done["position"] and done["version"] == history[-1][
+        "version"]
+    assert record(api, senior)["mentees"] == []
+    # The discharge's access log entries name every record it wrote on.
+    entries = all_access(api)
+    named = {pid for e in entries if e.route == "/participants/{participant_id}/discharge"
+             for pid in e.participant_ids}
+    assert named == {senior, mentee, other_mentee}
+
+
+def test_a_mentee_discharged_by_a_release_movement_leaves_the_mentor_without_a_mentee(api):
+    admission = synthetic_admission(1660)
+    mentee = str(ok(api.post("/participants", admission))["id"])
+    senior = admit(api, 1661)
+    ok(api.post(f"/participants/{senior}/stage-changes",
+                {"direction": "promote", "to_stage": "phase-1", "reason": "criteria met"}))
+    ok(api.post(f"/participants/{mentee}/mentors", {
+        "mentor_participant_id": senior, "reason": "pairing"}))
+    oms = IntegrationClient(api, "Synthetic Offender Management", ["discharge"],
+                            ("movements",))
+    ok(oms.post("/ingest/movements", {
+        "movement_id": "MV-MENTEE", "doc_number": admission["doc_number"],
+        "kind": "released", "effective_at": hours_ago(1)}))
+    assert record(api, mentee)["status"] == "discharged"
+    assert record(api, senior)["mentees"] == []
+    assert record(api, senior)["mentorships"][0]["ended_on"] is not None
+    assert record(api, mentee)["mentor"] is None
+
+
+def test_erasing_a_mentor_ends_the_mentorship_on_the_mentee_record(api):
+    mentee, senior = admit(api, 1670), admit(api, 1671)
+    ok(api.post(f"/participants/{senior}/stage-changes",
+                {"direction": "promote", "to_stage": "phase-1", "reason": "criteria met"}))
+    ok(api.post(f"/participants/{mentee}/mentors", {
+        "mentor_participant_id": senior, "reason": "pairing"}))
+    ok(api.post(f"/admin/participants/{senior}/erasure", {"reason": "court order"},
+                role="admin"))
+    mine = record(api, mentee)
+    assert mine["mentor"] is None
+    [m] = mine["mentorships"]
+    assert m["peer"] == {"id": None, "label": "a peer"} and m["ended_on"] is not None
+    last = ok(api.get(f"/participants/{mentee}/history"), 200)["events"][-1]
+    assert last["type"] == "MentorEnded" and last["role"] == "admin"
+    assert senior not in json.dumps(mine)
+
+
+def all_access(api: Any) -> list[Any]:
+    mapper = api.client.app.state.access_log.mapper
+    return [mapper.to_domain_event(StoredEvent(
+        r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])))
+        for r in api.services.store.fetch_all(
+            "SELECT originator_id, originator_version, topic, state FROM tcledger_events"
+            " WHERE topic = ?", (ACCESS_TOPIC,))]

@@ -96,12 +96,15 @@ def test_the_caseload_shows_community_life_and_filters_by_its_flags(api):
     done = follow_up(api, due, "30d", 1, True, abstinent=True)["position"]
     assert caseload(api, done, flag="follow_up_due") == {}
     assert caseload(api, done)[due]["next_follow_up_due"]["window"] == "90d"
-    # Erasing the mentor: the mentee's row says "a peer", and no row of the mentor is left.
+    # Erasing the mentor ends the mentorship on the mentee's record, which then says only
+    # "a peer"; no row of the mentor is left.
     erased = ok(api.post(f"/admin/participants/{senior}/erasure", {"reason": "court order"},
                          role="admin"))["position"]
     rows = caseload(api, erased)
     assert senior not in rows
-    assert rows[newcomer]["mentor"]["peer"] == {"id": None, "label": "a peer"}
+    assert rows[newcomer]["mentor"] is None
+    [ended] = ok(api.get(f"/participants/{newcomer}"), 200)["mentorships"]
+    assert ended["peer"] == {"id": None, "label": "a peer"} and ended["ended_on"]
     assert senior not in str(rows)
 
 

@@ -438,3 +438,39 @@ def test_records_are_locked_once_each_in_one_order_whatever_the_order_asked() ->
     a, b, same_stripe_as_a = UUID(int=5), UUID(int=3), UUID(int=5 + 256)
     assert live.locks([a, b]) == live.locks([b, a, same_stripe_as_a])
     assert len(live.locks([a, same_stripe_as_a])) == 1
+
+
+def test_a_discharge_ends_each_open_mentorship_on_both_records(
+        admit: Callable[..., Participant], in_phase_2: Participant, policy: ProgramPolicy,
+        by: Provenance, days_ago: DaysAgo) -> None:
+    mentee, mentor = admit(), in_phase_2
+    mentor_id = c.assign_mentor(mentee, mentor, policy, by=by, at=days_ago(5),
+                                reason="pairing", seals=seals)
+    assert c.mentorships_ending(mentor) == []  # nothing pending: nothing ends
+    # A discharge entered with a date before the mentorship began ends it on its first day.
+    mentor.discharge(policy, by=by, discharge_type="administrative-release",
+                     at=days_ago(10), reason="released")
+    assert [m["mentor_id"] for m in c.mentorships_ending(mentor)] == [mentor_id]
+    c.end_mentorships_with_discharge(mentor, {mentor_id: mentee})
+    started = days_ago(5).date().isoformat()
+    for p, why in ((mentor, "ended with this participant's discharge"),
+                   (mentee, "ended with the other participant's discharge")):
+        assert p.state.mentorships[mentor_id]["ended_on"] == started
+        ended = p.pending_events[-1]
+        assert isinstance(ended, ev.MentorEnded) and ended.reason == why
+    assert c.mentorships_ending(mentor) == []  # all ended now
+    # The other record erased (absent): only this side ends.
+    lone, senior = admit(), admit()
+    senior.promote(policy, by=Provenance("s", "supervisor", now=by.now), to_stage="phase-1",
+                   at=days_ago(3), reason="criteria met", override=True)
+    other = c.assign_mentor(lone, senior, policy, by=by, at=days_ago(1), reason="pairing",
+                            seals=seals)
+    lone.discharge(policy, by=by, discharge_type="administrative-release", at=days_ago(0),
+                   reason="released")
+    c.end_mentorships_with_discharge(lone, {})
+    assert lone.state.mentorships[other]["ended_on"] is not None
+    assert senior.state.mentorships[other]["ended_on"] is None
+    c.end_mentorship_of_erased_peer(senior, other, by)
+    assert senior.state.mentorships[other]["ended_on"] is not None
+    c.end_mentorship_of_erased_peer(senior, other, by)  # already ended: nothing more
+    assert sum(isinstance(e, ev.MentorEnded) for e in senior.pending_events) == 1
