@@ -360,6 +360,26 @@ class TCLedger(Application[UUID]):
         self._sessions.put(session.id, session)
         return result
 
+    def hold_peer_led_group(self, session: GroupSession, peer_id: UUID, by: Provenance, *,
+                            guard: Guard | None = None,
+                            record_with: RecordWith | None = None) -> WriteResult:
+        """A session a participant led: the session, and the leading on the peer's own
+        record, in one transaction (or neither, when the peer may not lead it)."""
+        with self._live.lock(peer_id):
+            try:
+                peer = self._current(peer_id, catch_up=True)
+                if guard is not None:
+                    guard(peer)
+                community.record_facilitation(peer, session.session, by=by)
+                side = record_with(session.id, session.version, {}) if record_with else {}
+                # The session's event last: the log position answered is the session's.
+                recordings = self.save(peer, session, **side)
+            except BaseException:
+                self._live.drop(peer_id)
+                raise
+        self._sessions.put(session.id, session)
+        return WriteResult(session.id, session.version, recordings[-1].notification.id, {})
+
     def group(self, group_id: UUID) -> GroupSession:
         kept = self._sessions.get(group_id)
         if kept is not None:

@@ -88,6 +88,19 @@ def record_attendance(p: Participant, session: Session, *, by: Provenance, statu
     return True
 
 
+def record_facilitation(p: Participant, session: Session, *, by: Provenance) -> None:
+    """A resident leading a peer-led session: recorded on their own record, with the
+    session. The peer must be active in the session's facility at its time."""
+    p._active_at(session.held_at, by)
+    if facility_at(p, session.held_at) != session.facility:
+        raise RuleViolation("facilitator-not-in-facility",
+                            "a peer facilitator is a participant of the session's facility "
+                            "at its time")
+    p.trigger_event(ev.GroupFacilitated, **by.event_fields("", session.held_at),
+                    group_id=session.group_id, kind=session.kind, facility=session.facility,
+                    held_at=session.held_at)
+
+
 def facility_at(p: Participant, at: datetime) -> str | None:
     """Where the record placed the participant at a time: admission, then transfers (a
     transfer entered late takes effect from its own effective time)."""

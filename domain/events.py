@@ -502,6 +502,22 @@ class GroupMissed(GroupAttendanceEvent):
     """Excused or absent from a group session."""
 
 
+class GroupFacilitated(ParticipantEvent):
+    """Led a peer-led group session: a fact of the peer's own record, since the session
+    itself holds no personal data."""
+
+    group_id: str
+    kind: str
+    facility: str
+    held_at: datetime
+
+    requires_reason = False
+
+    def evolve(self, s: ParticipantState) -> None:
+        s.groups_facilitated[self.group_id] = {
+            "group_id": self.group_id, "kind": self.kind, "held_at": self.held_at.isoformat()}
+
+
 class PeerFeedbackRecorded(ParticipantEvent):
     feedback_id: str
     kind: str

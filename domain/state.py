@@ -50,6 +50,7 @@ class ParticipantState:
     aftercare_handoffs: list[dict[str, Any]] = field(default_factory=list)
     amendments: dict[str, dict[str, Any]] = field(default_factory=dict)
     attendance: dict[str, dict[str, Any]] = field(default_factory=dict)
+    groups_facilitated: dict[str, dict[str, Any]] = field(default_factory=dict)
     peer_feedback: dict[str, dict[str, Any]] = field(default_factory=dict)
     mentorships: dict[str, dict[str, Any]] = field(default_factory=dict)
     follow_ups: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -49,7 +49,9 @@ ParticipantId = Annotated[UUID, "the participant's id"]
 @groups.post("", status_code=201)
 def hold_group(body: s.GroupIn, request: Request, services: ServicesDep,
                caller: Staff) -> JSONResponse:
-    """A group session: no personal data, only its kind, place, time and facilitator."""
+    """A group session: no personal data, only its kind, place, time and staff facilitator.
+    A peer-led group (`facilitator: {"participant": ID}`) holds only that a peer led it;
+    the leading is recorded on that participant's record, in the same transaction."""
     if caller.facility is not None and body.facility != caller.facility:
         raise Problem(403, "forbidden", "Not allowed",
                       "a counselor records sessions of their own facility only")
@@ -62,11 +64,24 @@ def hold_group(body: s.GroupIn, request: Request, services: ServicesDep,
         policy, by=writer.by, facility=body.facility, unit=body.unit, kind=body.kind,
         held_at=body.held_at, duration_minutes=body.duration_minutes,
         facilitator_staff_id=body.facilitator.staff, topic=body.topic)
-    with writer.racing_retry():
-        result = services.ledger.hold_group(session, record_with=lambda sid, version, extra: (
-            {} if writer.key is None else {"idempotency": IdempotencyRecord(
+    peer = body.facilitator.participant
+
+    def record_with(sid: UUID, version: int, extra: dict[str, Any]) -> dict[str, Any]:
+        side: dict[str, Any] = {} if peer is None else {"also": writer.access_entries([peer])}
+        if writer.key is not None:
+            side["idempotency"] = IdempotencyRecord(
                 caller.actor_id, writer.key, writer.request_hash, 201,
-                {"id": str(sid), "version": version, "group_id": str(sid)})}))
+                {"id": str(sid), "version": version, "group_id": str(sid)})
+        return side
+
+    with writer.racing_retry():
+        if peer is None:
+            result = services.ledger.hold_group(session, record_with=record_with)
+        else:  # the leading is a fact of the peer's own record, written with the session
+            request.state.accessed = [str(peer)]  # a refusal is logged as an attempt on it
+            result = services.ledger.hold_peer_led_group(
+                session, peer, writer.by, guard=scope_guard(caller), record_with=record_with)
+            request.state.access_recorded = True
     return answer({**written(result), "group_id": str(result.id)}, 201)
 
 

@@ -151,8 +151,14 @@ def test_bad_sessions_and_rosters_are_refused_whole_and_write_nothing(api):
         invalid(api.post("/groups", {**base, "held_at": future}), "held_at")
         invalid(api.post("/groups", {**base, "kind": "karaoke"}), "kind")
         invalid(api.post("/groups", {**base, "held_at": "2026-01-01T09:00:00"}), "held_at")
-        invalid(api.post("/groups", {**base, "facilitator": {"participant": pid}}),
+        invalid(api.post("/groups", {**base, "facilitator": {"participant": pid,
+                                                             "staff": "staff-f1"}}),
+                "facilitator")
+        invalid(api.post("/groups", {**base, "facilitator": {}}), "facilitator")
+        invalid(api.post("/groups", {**base, "facilitator": {"participant": "x"}}),
                 "facilitator.participant")
+        invalid(api.post("/groups", {**base, "held_at": future,
+                                     "facilitator": {"participant": pid}}), "held_at")
         invalid(api.post("/groups", {**base, "duration_minutes": 0}), "duration_minutes")
         problem(api.post("/groups", {**base, "facility": "F-SOUTH"}), 403)
         invalid(roster(api, group, [(pid, "present"), (pid, "late")]),
@@ -396,3 +402,41 @@ def all_access(api: Any) -> list[Any]:
         for r in api.services.store.fetch_all(
             "SELECT originator_id, originator_version, topic, state FROM tcledger_events"
             " WHERE topic = ?", (ACCESS_TOPIC,))]
+
+
+def test_a_peer_led_group_is_recorded_on_the_peer_record_with_the_session(api):
+    peer, member = admit(api, 1680), admit(api, 1681)
+    body = {"facility": "F-NORTH", "unit": "U-1", "kind": "encounter",
+            "held_at": hours_ago(3), "facilitator": {"participant": peer},
+            "topic": "peer-led encounter"}
+    held = ok(api.post("/groups", body))
+    group = held["group_id"]
+    ok(roster(api, group, [(member, "present")]), 200)
+    # The session holds only that a peer led it; the peer's record holds the leading.
+    [shown] = ok(api.get("/groups", params={"min_position": api.services.log.head()}),
+                 200)["items"]
+    assert shown["facilitator"] == {"peer": True} and peer not in json.dumps(shown)
+    led = record(api, peer)["groups_facilitated"]
+    assert [(g["group_id"], g["kind"]) for g in led] == [(group, "encounter")]
+    event = ok(api.get(f"/participants/{peer}/history"), 200)["events"][-1]
+    assert event["type"] == "GroupFacilitated" and event["position"] < held["position"]
+    session_state = api.services.ledger.group(__import__("uuid").UUID(group))
+    assert session_state.peer_led and session_state.facilitator_staff_id is None
+    # Refused, with nothing written on the peer's record and no session: a discharged
+    # peer, one of another facility, an unknown one, one admitted after the session.
+    gone, south = admit(api, 1682), admit(api, 1683, facility="F-SOUTH")
+    ok(api.post(f"/participants/{gone}/discharge", {"type": "administrative-release",
+                                                    "reason": "released"}))
+    late = admit(api, 1684, admitted_on=datetime.now(UTC).date().isoformat())
+    early = {**body, "held_at": (datetime.now(UTC) - timedelta(days=2)).isoformat()}
+    before = len(ok(api.get("/groups", params={"min_position": api.services.log.head()}),
+                    200)["items"])
+    for who, status, rule in ((gone, 409, "participant-discharged"), (south, 404, None),
+                              ("00000000-0000-4000-8000-000000000000", 404, None),
+                              (late, 409, "effective-before-admission")):
+        with writes_nothing(api, *([who] if status == 409 else [])):
+            refused = problem(api.post("/groups", {**early, "facilitator": {
+                "participant": who}}), status)
+        assert refused.get("rule") == rule
+    assert len(ok(api.get("/groups", params={"min_position": api.services.log.head()}),
+                  200)["items"]) == before
