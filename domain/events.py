@@ -11,7 +11,7 @@ command derived from others, which a correction re-derives instead (see `domain.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.domain import Aggregate
@@ -491,6 +491,7 @@ class GroupAttendanceEvent(ParticipantEvent):
     def evolve(self, s: ParticipantState) -> None:
         s.attendance[self.group_id] = {
             "group_id": self.group_id, "kind": self.kind, "held_at": self.held_at.isoformat(),
+            "day": self.held_at.astimezone(UTC).date().isoformat(),  # as attendance counts it
             "facility": self.facility, "status": self.status, "note": self.note}
 
 

@@ -128,14 +128,11 @@ def _session_cursor(cursor: str | None) -> tuple[str, int] | None:
 
 
 @groups.post("/{group_id}/attendance")
-def take_attendance(group_id: UUID, body: s.AttendanceIn, request: Request,
-                    services: ServicesDep, caller: Staff) -> JSONResponse:
+async def take_attendance(group_id: UUID, body: s.AttendanceIn, request: Request,
+                          services: ServicesDep, caller: Staff) -> JSONResponse:
     """The roster in one request: every accepted line is written in one transaction, each
     on its participant's record; each line gets its own result (a refused line, a problem,
     with nothing written for it)."""
-    session = services.ledger.group(group_id)
-    if caller.facility is not None and session.facility != caller.facility:
-        raise NotFound("group", group_id)
     ids = [line.participant_id for line in body.records]
     seen: set[UUID] = set()
     for i, pid in enumerate(ids):
@@ -146,6 +143,15 @@ def take_attendance(group_id: UUID, body: s.AttendanceIn, request: Request,
                                    "message": "appears twice in the roster"}])
         seen.add(pid)
     writer = Writer(request, services, caller, body)
+    return await offload(request, _take_attendance, writer, group_id, body, ids)
+
+
+def _take_attendance(writer: Writer, group_id: UUID, body: s.AttendanceIn,
+                     ids: list[UUID]) -> JSONResponse:
+    services, caller, request = writer.services, writer.caller, writer.request
+    session = services.ledger.group(group_id)
+    if caller.facility is not None and session.facility != caller.facility:
+        raise NotFound("group", group_id)
     request.state.accessed = [str(pid) for pid in ids]  # logged even if nothing is written
     stored = writer.key and services.idempotency.find(caller.actor_id, writer.key)
     if stored:
