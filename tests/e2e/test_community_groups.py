@@ -36,10 +36,10 @@ def test_sessions_are_listed_with_their_attendance_and_filtered(api):
     southern = session(api, "seminar", 2, facility="F-SOUTH")
     ok(roster(api, seminar, list(zip(people, ["present", "late", "excused", "absent"],
                                      strict=True))), 200)
-    last = ok(roster(api, meeting, [(p, "present") for p in people]), 200)["position"]
-    ok(api.client.post(f"/groups/{southern}/attendance", json={"records": [
+    ok(roster(api, meeting, [(p, "present") for p in people]), 200)
+    last = ok(api.client.post(f"/groups/{southern}/attendance", json={"records": [
         {"participant_id": south, "status": "late"}]},
-        headers=api.headers("counselor", "F-SOUTH")), 200)
+        headers=api.headers("counselor", "F-SOUTH")), 200)["position"]
 
     page = ok(sessions(api, min_position=last), 200)
     assert [s["group_id"] for s in page["items"]] == [seminar, meeting, empty]
@@ -109,3 +109,18 @@ def test_counts_follow_corrections_voids_and_erasures(api):
     [shown] = ok(sessions(api, min_position=last), 200)["items"]
     assert shown["attendance"] == {"present": 0, "late": 1, "excused": 0, "absent": 0,
                                    "attended": 1, "total": 1}
+
+
+def test_listing_sessions_reads_no_record_and_is_no_access_log_entry(api):
+    """Like the statistics, the list names no participant: the access log (who read whose
+    record) has nothing to record for it; the roster that wrote the counts is logged."""
+    from tests.e2e.test_community import all_access
+
+    pid = admit(api, 3200)
+    group = session(api, "seminar", 1)
+    ok(roster(api, group, [(pid, "present")]), 200)
+    before = len(all_access(api))
+    ok(sessions(api, min_position=api.services.log.head()), 200)
+    assert len(all_access(api)) == before
+    assert any(e.route == "/groups/{group_id}/attendance" and e.participant_ids == [pid]
+               for e in all_access(api))
