@@ -196,6 +196,15 @@ class Writer:
                                                 self.request_hash, 201, body)
         return side
 
+    def access_entries(self, participant_ids: list[UUID]) -> list[Any]:
+        """This request's access log entry for writes on these records, to commit with
+        their events (none when the app keeps no access log)."""
+        access_log = getattr(self.request.app.state, "access_log", None)
+        if access_log is None:
+            return []
+        return [access_log.stored(access_entry(
+            self.request, [str(p) for p in participant_ids], "write", 201))]
+
     def record_with_many(self, participant_ids: list[UUID],
                          body: Callable[[Outcomes], dict[str, Any]]) -> RecordWithMany:
         """The side records of a write to several records: one access log entry naming every

@@ -27,6 +27,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
+from domain import community
 from domain import events as ev
 from domain.community import peer_links
 from domain.errors import (
@@ -60,11 +61,22 @@ CONFLICT_RETRIES = 8  # then the caller hears 409 and may retry itself
 # A write of several records loses a race whenever any one of them moved: it may try more
 # often (about a second in all) before the caller hears 409.
 MANY_CONFLICT_RETRIES = 40
+SESSIONS_KEPT = 1000
 
 
 def _back_off(attempt: int) -> None:
     """Another process won the race: wait a little, at random, before reloading."""
     time.sleep(random.uniform(0, min(0.002 * (attempt + 1), 0.05)))
+
+
+class PeerDirectory(Protocol):
+    """Who the other record of a peer link is (infra.peers): None once either was erased."""
+
+    def resolve(self, link_id: str, sealed: str, holder: UUID) -> UUID | None: ...
+
+
+class _MentorshipsMoved(Exception):
+    """A record's open mentorships changed between looking them up and locking them."""
 
 
 class DataKeys(Protocol):
@@ -100,10 +112,14 @@ class TCLedger(Application[UUID]):
     env = {"COMPRESSOR_TOPIC": ""}
 
     def __init__(self, policies: PolicyBook, keys: DataKeys, env: dict[str, str] | None = None,
-                 mapper: Mapper[UUID] | None = None, live_records: int = 10000) -> None:
+                 mapper: Mapper[UUID] | None = None, live_records: int = 10000,
+                 peers: PeerDirectory | None = None) -> None:
         self.policies = policies
         self.keys = keys
+        self.peers = peers
         self._live: LiveRecords[Participant] = LiveRecords(live_records)
+        # A session is one immutable event: kept once read, so that rosters do not reload it.
+        self._sessions: LiveRecords[GroupSession] = LiveRecords(SESSIONS_KEPT)
         self._given_mapper = mapper
         super().__init__(env)
 
@@ -198,6 +214,9 @@ class TCLedger(Application[UUID]):
                         raise VersionMismatch(expected_version, participant.version)
                 try:
                     outcome = command(participant, self.policy_of(participant))
+                    if community.mentorships_ending(participant):
+                        self._live.drop(participant_id)  # decided again with the peers
+                        break
                     extra = outcome if isinstance(outcome, dict) else {}
                     return self._save(participant, extra, record_with)
                 except RecordConflictError:
@@ -208,7 +227,57 @@ class TCLedger(Application[UUID]):
                     self._live.drop(participant_id)
                     raise
             _back_off(attempt)
+        else:
+            raise AssertionError("unreachable")
+        return self._with_mentorship_peers(participant_id, command, expected_version, guard,
+                                           record_with)
+
+    def _with_mentorship_peers(self, participant_id: UUID, command: Command,
+                               expected_version: int | None, guard: Guard | None,
+                               record_with: RecordWith | None) -> WriteResult:
+        """A command that discharges a record with open mentorships: run over the record
+        and the other record of each mentorship, ending the mentorships on both sides in
+        the same transaction as the discharge (domain.community)."""
+        for attempt in range(MANY_CONFLICT_RETRIES):
+            peers = self.read(participant_id, self._mentorship_peers)
+            ids = [participant_id, *dict.fromkeys(p for p in peers.values() if p is not None)]
+            with self._locked(ids):
+                try:
+                    records = {pid: self._current(pid, catch_up=False) for pid in ids}
+                    participant = records.pop(participant_id)
+                    if self._mentorship_peers(participant) != peers:
+                        raise _MentorshipsMoved
+                    if guard is not None:
+                        guard(participant)
+                    if expected_version is not None and expected_version != participant.version:
+                        raise VersionMismatch(expected_version, participant.version)
+                    outcome = command(participant, self.policy_of(participant))
+                    community.end_mentorships_with_discharge(participant, {
+                        m: records[pid] for m, pid in peers.items() if pid is not None})
+                    extra = outcome if isinstance(outcome, dict) else {}
+                    # The record's own events last: the log position answered is its last.
+                    changed = [r for r in records.values() if r.pending_events]
+                    side = _side_of_many(record_with, participant, changed, extra)
+                    recordings = self.save(*changed, participant, **side)
+                    return WriteResult(participant_id, participant.version,
+                                       recordings[-1].notification.id, extra)
+                except (RecordConflictError, _MentorshipsMoved):
+                    for pid in ids:
+                        self._live.drop(pid)
+                    if attempt == MANY_CONFLICT_RETRIES - 1:
+                        raise
+                except BaseException:
+                    for pid in ids:
+                        self._live.drop(pid)
+                    raise
+            _back_off(attempt)
         raise AssertionError("unreachable")
+
+    def _mentorship_peers(self, p: Participant) -> dict[str, UUID | None]:
+        """The other record of each open mentorship, by mentorship (None: erased)."""
+        return {m["mentor_id"]: None if self.peers is None else
+                self.peers.resolve(m["link_id"], m["peer"], p.id)
+                for m in community.open_mentorships(p)}
 
     def execute_each(self, commands: Mapping[UUID, Command], *, guard: Guard | None = None,
                      record_with: RecordWithMany | None = None
@@ -287,21 +356,57 @@ class TCLedger(Application[UUID]):
 
     def hold_group(self, session: GroupSession,
                    record_with: RecordWith | None = None) -> WriteResult:
-        return self._save(session, {}, record_with)
+        result = self._save(session, {}, record_with)
+        self._sessions.put(session.id, session)
+        return result
+
+    def hold_peer_led_group(self, session: GroupSession, peer_id: UUID, by: Provenance, *,
+                            guard: Guard | None = None,
+                            record_with: RecordWith | None = None) -> WriteResult:
+        """A session a participant led: the session, and the leading on the peer's own
+        record, in one transaction (or neither, when the peer may not lead it)."""
+        with self._live.lock(peer_id):
+            try:
+                peer = self._current(peer_id, catch_up=True)
+                if guard is not None:
+                    guard(peer)
+                community.record_facilitation(peer, session.session, by=by)
+                side = record_with(session.id, session.version, {}) if record_with else {}
+                # The session's event last: the log position answered is the session's.
+                recordings = self.save(peer, session, **side)
+            except BaseException:
+                self._live.drop(peer_id)
+                raise
+        self._sessions.put(session.id, session)
+        return WriteResult(session.id, session.version, recordings[-1].notification.id, {})
 
     def group(self, group_id: UUID) -> GroupSession:
+        kept = self._sessions.get(group_id)
+        if kept is not None:
+            return kept
         try:
             session: object = self.repository.get(group_id)
         except (AggregateNotFoundError, ParticipantErased):
             raise NotFound("group", group_id) from None
         if not isinstance(session, GroupSession):
             raise NotFound("group", group_id)
+        self._sessions.put(group_id, session)
         return session
 
     def erase(self, participant_id: UUID, by: Provenance, reason: str,
-              record_with: RecordWith | None = None) -> WriteResult:
+              record_with: RecordWith | None = None,
+              record_peer: RecordWith | None = None) -> WriteResult:
         """Crypto-shreds a participant: the erasure is recorded on its own stream, then the
-        key is destroyed."""
+        key is destroyed. `record_peer`: side records of the write that ends an open
+        mentorship on the other record."""
+        def erasable_peers(p: Participant) -> dict[str, UUID | None]:
+            p.check_erasable()
+            return self._mentorship_peers(p)
+
+        # Its open mentorships end first on the other records, which outlive it.
+        for mentor_id, peer in self.read(participant_id, erasable_peers).items():
+            if peer is not None:
+                self.execute(peer, _ending_for_erased(mentor_id, by), record_with=record_peer)
         with self._live.lock(participant_id):
             participant = self.participant(participant_id)
             participant.check_erasable()
@@ -378,3 +483,22 @@ class TCLedger(Application[UUID]):
         recordings = self.save(aggregate, **side)
         position = recordings[-1].notification.id if recordings else 0
         return WriteResult(aggregate.id, aggregate.version, position, extra)
+
+
+def _side_of_many(record_with: RecordWith | None, participant: Participant,
+                  others: list[Participant], extra: dict[str, Any]) -> dict[str, Any]:
+    """Side records of a command on `participant` that also wrote on `others`: its own,
+    and each other record's access log entry."""
+    if record_with is None:
+        return {}
+    side = record_with(participant.id, participant.version, extra)
+    for other in others:
+        also = record_with(other.id, other.version, extra).get("also", [])
+        side["also"] = [*side.get("also", []), *also]
+    return side
+
+
+def _ending_for_erased(mentor_id: str, by: Provenance) -> Command:
+    def end(p: Participant, _: ProgramPolicy) -> None:
+        community.end_mentorship_of_erased_peer(p, mentor_id, by)
+    return end

@@ -83,6 +83,7 @@ DISCLOSABLE: dict[str, Disclosable] = {
     # kind and a date, never the peer (another participant) or the behaviour described.
     "GroupAttended": Disclosable("treatment-participation", ("kind", "held_at", "status")),
     "GroupMissed": Disclosable("treatment-participation", ("kind", "held_at", "status")),
+    "GroupFacilitated": Disclosable("treatment-participation", ("kind", "held_at")),
     "PeerFeedbackRecorded": Disclosable("treatment-participation", (
         "feedback_id", "kind", "side")),
     "MentorAssigned": Disclosable("treatment-participation", ("mentor_id", "side")),

@@ -20,6 +20,7 @@ from infra.cipher import EncryptedMapper, FieldSealer
 from infra.idempotency import IdempotencyStore
 from infra.keys import KeyEncryptionKey, KeyError_, KeyStore
 from infra.log_reader import LogReader
+from infra.peers import PeerLinks
 from infra.settings import Settings
 from infra.sql import SqlStore
 from infra.tokens import TokenStore
@@ -108,7 +109,7 @@ def build(settings: Settings) -> Services:
     kek, generated = resolve_kek(settings)
     keys = KeyStore(kek)
     ledger = TCLedger(policies, keys, env=persistence_env(settings), mapper=EncryptedMapper(keys),
-                      live_records=settings.aggregate_cache_size)
+                      live_records=settings.aggregate_cache_size, peers=PeerLinks(keys))
     store = SqlStore(ledger.factory.datastore,  # type: ignore[attr-defined]
                      postgres=settings.uses_postgres, create_tables=settings.create_tables)
     keys.attach(store)

@@ -6,14 +6,15 @@ from collections.abc import Callable, Sequence
 
 from infra.wiring import Services
 from projections.folding import RecordFolder
+from projections.groups import GroupSessionsView
 from projections.runner import Projection, ProjectionRunner
 from projections.stats import ProgramStatsView
 from projections.summary import ParticipantSummaryView
 from projections.timeline import TimelineView
 
-# Views that can be rebuilt by separate processes at the same time: the summary and the
-# statistics share their folded records, the timeline needs none.
-REBUILD_GROUPS = (("participant_summary", "program_stats"), ("timeline",))
+# Views that can be rebuilt by separate processes at the same time: the summary, the
+# statistics and the group sessions share their folded records, the timeline needs none.
+REBUILD_GROUPS = (("participant_summary", "program_stats", "group_sessions"), ("timeline",))
 
 
 def build_runner(services: Services, batch_size: int | None = None,
@@ -30,10 +31,12 @@ def build_runner(services: Services, batch_size: int | None = None,
     summary = ParticipantSummaryView(services.policies, services.sealer, services.index,
                                      records)
     timeline = TimelineView(services.sealer)
-    stats = ProgramStatsView(services.keys, records)
+    stats = ProgramStatsView(services.keys, records, services.policies)
     stats.prepare()
+    sessions = GroupSessionsView(services.keys, services.sealer, records)
+    sessions.prepare()
     settings = services.settings
-    views: list[Projection] = [summary, timeline, stats]
+    views: list[Projection] = [summary, timeline, stats, sessions]
     return ProjectionRunner(
         services.store, services.log, ledger.mapper,
         [*views, *(make(records) for make in extra)],

@@ -139,14 +139,14 @@ def community(services, ids: list[UUID], rng: random.Random) -> list[UUID]:
                 ledger.execute_together([first, second], lambda ps, a=first, b=second:
                                         c.assign_mentor(ps[a], ps[b], policy, by=staff(), at=now,
                                                         reason="pairing",
-                                                        seals=links.link(a, b)))
+                                                        seals=links.deferred(a, b)))
             else:
                 ledger.execute_together([first, second], lambda ps, a=first, b=second:
                                         c.record_peer_feedback(
                                             ps[a], ps[b], by=staff(), kind=rng.choice(
                                                 ["pull-up", "affirmation"]),
                                             behaviour="synthetic", observed_at=now,
-                                            reason="peer report", seals=links.link(a, b)))
+                                            reason="peer report", seals=links.deferred(a, b)))
             chosen.append(second)
         except DomainError:
             pass
@@ -211,7 +211,16 @@ def digest(services) -> str:
         "SELECT * FROM tcledger_stats_counts ORDER BY program, facility, day, measure, code, "
         "value")]
     assert counts, "the statistics view was built"
-    return json.dumps([rows, consents, timeline, counts], sort_keys=True, default=str)
+    sessions = [dict(r) for r in services.store.fetch_all(
+        "SELECT * FROM tcledger_group_sessions ORDER BY group_id")]
+    for r in sessions:
+        r["sealed"] = json.loads(services.sealer.open(UUID(r["group_id"]), "group_session",
+                                                      bytes(r["sealed"])))
+    attendance = [dict(r) for r in services.store.fetch_all(
+        "SELECT * FROM tcledger_group_counts ORDER BY group_id, status")]
+    assert sessions and attendance, "the group sessions view was built"
+    return json.dumps([rows, consents, timeline, counts, sessions, attendance], sort_keys=True,
+                      default=str)
 
 
 def test_incremental_and_rebuilt_views_are_identical(services):
@@ -229,6 +238,7 @@ def test_incremental_and_rebuilt_views_are_identical(services):
     assert any(s["recovery_supports"] for s in sealed)
     measures = {row["measure"] for row in json.loads(live)[3]}
     assert {"attendance", "follow_up", "follow_up_outcome"} <= measures
+    assert len(json.loads(live)[4]) == 24  # 12 sessions from each generation
     runner.rebuild()
     assert digest(services) == live
     fresh = build_runner(services, batch_size=1000)  # a new process, cold caches
