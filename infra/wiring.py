@@ -7,6 +7,7 @@ else; everything downstream receives ready objects.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -29,6 +30,8 @@ log = logging.getLogger("tcledger")
 
 class PositionIndex(Protocol):
     def positions(self, stream_id: UUID) -> dict[int, int]: ...
+
+    def last_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]: ...
 
 
 @dataclass

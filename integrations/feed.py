@@ -3,9 +3,15 @@
 A page walks the log after a cursor (a log position: positions never change, so a cursor
 stays valid forever) and keeps, in log order, the events that the client may receive:
 those of a category that the client subscribed to and that one of the participant's
-consents in force at the moment of reading names the client's recipient for. Everything
-else is passed over, and the cursor moves past it all the same. Each event kept is
-minimised by `domain.disclosure` before it leaves; erased participants yield nothing.
+consents in force at the moment of reading names the client's recipient for (and, for a
+consent that ended with an event, only entries up to that event). Everything else is
+passed over, and the cursor moves past it all the same. Each event kept is minimised by
+`domain.disclosure` before it leaves and names the participant by tcledger's id and the
+identifiers of the systems the client was given; erased participants yield nothing.
+
+A scan batch reads its participants' records together: one query says which are erased,
+one gives every stream's last version, and a record already held in memory at that version
+is used without another query (a batch of a thousand events touches hundreds of records).
 
 The page does not record anything: the caller records the disclosure (audit.access)
 before it hands the page out.
@@ -18,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import Notification
@@ -29,8 +35,9 @@ from domain.disclosure import (
     AMENDMENTS,
     DISCLOSABLE,
     REDISCLOSURE_NOTICE,
+    category_of,
     disclosure_of,
-    permitted_categories,
+    permissions,
 )
 from domain.errors import ParticipantErased, ParticipantNotFound
 from domain.events import event_types
@@ -71,15 +78,26 @@ class FeedPage:
     at_end: bool = False  # every committed event up to next_cursor was looked at
 
 
+class Records(Protocol):
+    """What a scan batch asks of the store about its participants, once for them all."""
+
+    def destroyed(self, stream_ids: list[UUID]) -> set[UUID]: ...
+
+    def load(self, stream_ids: list[UUID]) -> None: ...  # their data keys, unwrapped
+
+    def last_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]: ...
+
+
 def cloudevent_type(event_type: str) -> str:
     return TYPE_PREFIX + re.sub(r"(?<!^)(?=[A-Z])", "-", event_type).lower()
 
 
 class Feed:
-    def __init__(self, ledger: TCLedger, log: LogReader, scan_batch: int = 1000,
-                 max_scan: int = 20000) -> None:
+    def __init__(self, ledger: TCLedger, log: LogReader, records: Records,
+                 scan_batch: int = 1000, max_scan: int = 20000) -> None:
         self._ledger = ledger
         self._log = log
+        self._records = records
         self._scan_batch = scan_batch
         self._max_scan = max_scan  # log entries one page may pass over
 
@@ -111,11 +129,18 @@ class Feed:
         by_participant: dict[UUID, list[Notification]] = {}
         for note in notes:
             by_participant.setdefault(UUID(str(note.originator_id)), []).append(note)
+        ids = list(by_participant)
+        erased = self._records.destroyed(ids) if ids else set()
+        readable = [i for i in ids if i not in erased]
+        versions = self._records.last_versions(readable) if readable else {}
+        self._records.load([i for i in readable if i in versions])
         visible: dict[int, tuple[dict[str, Any], Disclosed]] = {}
-        for participant_id, theirs in by_participant.items():
+        for participant_id in readable:
             try:
-                visible.update(self._ledger.read(participant_id, partial(
-                    _view, notes=theirs, client=client, today=today)))
+                visible.update(self._ledger.read_known(
+                    participant_id, versions.get(participant_id, 0), partial(
+                        _view, notes=by_participant[participant_id], client=client,
+                        today=today)))
             except (ParticipantErased, ParticipantNotFound):
                 continue
         for note in notes:
@@ -132,25 +157,28 @@ class Feed:
 def _view(participant: Participant, notes: list[Notification], client: IntegrationClient,
           today: date) -> dict[int, tuple[dict[str, Any], Disclosed]]:
     """The client's view of some of this participant's events, by log position."""
-    permitted = permitted_categories(participant.active_consents(today), client.recipient,
-                                     client.categories)
-    if not permitted:
+    state, history = participant.state, participant.history
+    allowed = permissions(state.consents.values(), client.recipient, client.categories,
+                          today, state.discharge, history)
+    if not allowed:
         return {}
-    history = participant.history
     pid = str(participant.id)
-    subject = {"id": pid, "external_ids": {k: dict(v) for k, v in
-                                           participant.state.external_ids.items()}}
+    subject = {"id": pid, "external_ids": _external_ids(state.external_ids,
+                                                        client.external_id_systems)}
     visible: dict[int, tuple[dict[str, Any], Disclosed]] = {}
     for note in notes:
         version = note.originator_version
         if not 1 <= version <= len(history):
             continue
         event = history[version - 1]
+        category = category_of(history, event)
+        consent = allowed.consent_for(category, version) if category is not None else None
+        if consent is None:
+            continue  # passed over before its disclosure is worked out
         found = disclosure_of(history, event)
-        if found is None or found.category not in permitted:
+        if found is None:
             continue
-        disclosed = Disclosed(pid, version, note.id, found.event_type, found.category,
-                              permitted[found.category])
+        disclosed = Disclosed(pid, version, note.id, found.event_type, found.category, consent)
         visible[note.id] = ({
             "specversion": SPECVERSION, "id": f"{pid}/{version}", "source": SOURCE,
             "type": cloudevent_type(found.event_type), "subject": pid,
@@ -159,3 +187,10 @@ def _view(participant: Participant, notes: list[Notification], client: Integrati
             "data": {"participant": subject, **found.data, "notice": REDISCLOSURE_NOTICE},
         }, disclosed)
     return visible
+
+
+def _external_ids(held: dict[str, dict[str, str]], systems: tuple[str, ...]
+                  ) -> dict[str, dict[str, str]]:
+    """The participant's identifiers in the systems the client may receive, by name."""
+    wanted = set(systems)
+    return {name: dict(ident) for name, ident in held.items() if name.upper() in wanted}

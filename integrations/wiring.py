@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
@@ -17,6 +18,23 @@ from projections import caseload
 from projections.runner import ProjectionRunner
 
 VIEW_WAIT_SECONDS = 5.0
+
+
+class FeedRecords:
+    """The feed's questions about many records at once: the data keys and the event log."""
+
+    def __init__(self, services: Services) -> None:
+        self._keys = services.keys
+        self._recorder = services.recorder
+
+    def destroyed(self, stream_ids: list[UUID]) -> set[UUID]:
+        return self._keys.destroyed(stream_ids)
+
+    def load(self, stream_ids: list[UUID]) -> None:
+        self._keys.load(stream_ids)
+
+    def last_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
+        return self._recorder.last_versions(stream_ids)
 
 
 @dataclass
@@ -44,5 +62,5 @@ def build_integrations(services: Services, runner: ProjectionRunner) -> Integrat
         return [UUID(row["participant_id"]) for row in rows]
 
     return Integrations(IntegrationClients(services.store, services.tokens),
-                        Feed(services.ledger, services.log), specimens,
+                        Feed(services.ledger, services.log, FeedRecords(services)), specimens,
                         LabResults(receiver, specimens), Movements(receiver, find_active))

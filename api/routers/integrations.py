@@ -77,7 +77,7 @@ def create_integration(body: IntegrationIn, integrations: IntegrationsDep,
     try:
         client, secret = integrations.clients.create(
             recipient=body.recipient, categories=body.categories, ingests=body.ingests,
-            name=body.name)
+            name=body.name, external_id_systems=body.external_id_systems)
     except ClientError as exc:
         raise Problem(422, "validation", "Invalid request", str(exc),
                       errors=[{"field": exc.field, "message": exc.detail}]) from None
