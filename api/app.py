@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 import time
 import uuid
@@ -166,6 +167,15 @@ class RequestMiddleware:
         return limited
 
 
+def tune_collector(young: int) -> None:
+    """Python's collector runs after every 700 new container objects by default; a server
+    holding thousands of decoded records (the ledger's live records) and answering with
+    pages of a thousand events spent about a third of a feed page in it. Collecting the
+    young generation less often costs a little memory and keeps the time for requests."""
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(young, middle, old)
+
+
 def create_app(services: Services | None = None, settings: Settings | None = None,
                projections: Literal["thread", "process", "off"] | None = None) -> FastAPI:
     """The API. `projections` says who keeps the views current: a child process (the
@@ -186,6 +196,7 @@ def create_app(services: Services | None = None, settings: Settings | None = Non
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tune_collector(services.settings.gc_young_threshold)
         for keeper in keepers:
             keeper.start()
         try:

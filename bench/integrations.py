@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import orjson  # noqa: E402
 import psycopg  # noqa: E402
 
 from bench.live_server import DEFAULT_PG_URL, Server, bench_database  # noqa: E402
@@ -230,46 +231,71 @@ def webhook_section(services: Any, server: Server, args: argparse.Namespace
     return None
 
 
-# --- profile ------------------------------------------------------------------------------
+# --- the feed in this process ------------------------------------------------------------
 
-def profile_feed(services: Any, client_token_id: str, limit: int, head: int) -> str:
-    """Feed.page + the access-log write in this process, from a cold ledger, then warm."""
-    from audit.access import Access
-    from audit.wiring import build_access_log
-    from integrations.wiring import build_integrations
-    from projections.wiring import build_runner
+class InProcess:
+    """The server's work for a page without HTTP: Feed.page, the access-log entry, the
+    JSON body. Separates what HTTP adds from what the feed costs."""
 
-    integrations = build_integrations(services, build_runner(services))
-    access_log = build_access_log(services)
-    client = integrations.clients.of(client_token_id)
-    assert client is not None
-    out = io.StringIO()
-    for label in ("cold", "warm"):
-        if label == "cold":
-            for pid in participant_ids(services):
-                services.ledger.forget(pid)
-        profiler = cProfile.Profile()
+    def __init__(self, services: Any, client_token_id: str) -> None:
+        from audit.wiring import build_access_log
+        from integrations.wiring import build_integrations
+        from projections.wiring import build_runner
+
+        self.services = services
+        self.integrations = build_integrations(services, build_runner(services))
+        self.access_log = build_access_log(services)
+        client = self.integrations.clients.of(client_token_id)
+        assert client is not None
+        self.client = client
+
+    def forget_all(self) -> None:
+        for pid in participant_ids(self.services):
+            self.services.ledger.forget(pid)
+
+    def run(self, limit: int, head: int, profiler: cProfile.Profile | None = None
+            ) -> dict[str, Any]:
+        from audit.access import Access
+
+        client, feed = self.client, self.integrations.feed
         today = datetime.now(UTC).date()
-        cursor, events = 0, 0
+        cursor, events, pages = 0, 0, 0
         t0 = time.perf_counter()
-        profiler.enable()
+        if profiler is not None:
+            profiler.enable()
         while cursor < head:
-            page = integrations.feed.page(client, cursor, limit, today)
+            page = feed.page(client, cursor, limit, today)
             if page.disclosed:
-                access_log.record(Access(
+                self.access_log.record(Access(
                     participant_ids=list(dict.fromkeys(d.participant_id
                                                        for d in page.disclosed)),
                     actor_id=client.token_id, role="integration", facility=None,
                     action="disclosure", method="GET", route="/feed", status=200,
                     request_id="bench", remote=None, recipient=client.recipient,
                     events=[d.as_json() for d in page.disclosed]))
+            orjson.dumps(page.events)  # as the server encodes the page
             events += len(page.events)
+            pages += 1
             cursor = page.next_cursor
-        profiler.disable()
+        if profiler is not None:
+            profiler.disable()
         seconds = time.perf_counter() - t0
-        out.write(f"\ncProfile of in-process paging ({label}): {events:,} events handed out,"
-                  f" {head:,} log events walked in {seconds:.2f} s = {events / seconds:,.0f}"
-                  " events/s (profiler overhead included)\n")
+        return {"events": events, "pages": pages, "seconds": round(seconds, 3),
+                "events_per_s": round(events / seconds, 1),
+                "log_events_per_s": round(head / seconds, 1)}
+
+
+def profile_feed(inprocess: InProcess, limit: int, head: int) -> str:
+    """cProfile of the in-process paging, from a cold ledger, then warm."""
+    out = io.StringIO()
+    for label in ("cold", "warm"):
+        if label == "cold":
+            inprocess.forget_all()
+        profiler = cProfile.Profile()
+        found = inprocess.run(limit, head, profiler)
+        out.write(f"\ncProfile of in-process paging ({label}): {found['events']:,} events "
+                  f"handed out, {head:,} log events walked in {found['seconds']:.2f} s = "
+                  f"{found['events_per_s']:,.0f} events/s (profiler overhead included)\n")
         stats = pstats.Stats(profiler, stream=out)
         stats.sort_stats("cumulative").print_stats(18)
         stats.sort_stats("tottime").print_stats(18)
@@ -295,8 +321,11 @@ def report(figures: dict[str, Any]) -> None:
     print("  " + "-" * 86)
     print(f"  {'raw: psycopg keyset pages of the same rows':<44} {raw['rows']:>9,}"
           f" {raw['seconds']:>8.2f} {raw['rows_per_s']:>10,.0f} {'':>10}")
-    for i, p in enumerate(figures["feed"]):
-        label = f"http: GET /feed pass {i + 1} ({'cold' if i == 0 else 'warm'})"
+    rows = [(f"app: Feed.page+access log+JSON ({k})", p)
+            for k, p in figures["inprocess"].items()]
+    rows += [(f"http: GET /feed pass {i + 1} ({'cold' if i == 0 else 'warm'})", p)
+             for i, p in enumerate(figures["feed"])]
+    for label, p in rows:
         print(f"  {label:<44} {p['events']:>9,} {p['seconds']:>8.2f}"
               f" {p['events_per_s']:>10,.0f} {p['log_events_per_s']:>10,.0f}")
     print()
@@ -374,16 +403,23 @@ def run(args: argparse.Namespace, url: str, kek: str, var_dir: Path,
     server.stop()
     held.server = None
 
+    step("the same paging in this process (no HTTP)")
+    inprocess = InProcess(services, client.token_id)
+    inprocess.forget_all()
+    measured = {"cold": inprocess.run(args.limit, head)}
+    measured["warm"] = inprocess.run(args.limit, head)
+
     figures = {
         "meta": {"when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
                  "pg_version": pg_version, "cpus": os.cpu_count(),
                  "python": sys.version.split()[0]},
         "population": vars(population), "limit": args.limit, "raw": raw, "feed": passes,
+        "inprocess": measured,
         "checks": checks(raw, passes), "webhooks": webhooks, "targets": TARGETS,
     }
     report(figures)
     if args.profile:
-        print(profile_feed(services, client.token_id, args.limit, head))
+        print(profile_feed(inprocess, args.limit, head))
     return figures
 
 

@@ -295,7 +295,12 @@ def _disclosed_changes(changes: dict[str, Any], rule: Disclosable) -> dict[str, 
     return disclosed
 
 
+_PLAIN = frozenset({str, int, float, bool})
+
+
 def jsonable(value: Any) -> Any:
+    if value is None or type(value) in _PLAIN:  # most fields: nothing to convert
+        return value
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, dict):

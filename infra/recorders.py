@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -45,6 +45,16 @@ INSERT_IDEMPOTENCY = (
     " VALUES ({p}, {p}, {p}, {p}, {p}, {p})")
 
 IMMUTABLE_MESSAGE = "tcledger: stored events are immutable"
+
+
+class LogEntry(NamedTuple):
+    """A log position and the event it holds, without the event: for readers that pass
+    over most entries or hold the decoded events already."""
+
+    id: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,15 @@ class SQLiteEventRecorder(SQLiteApplicationRecorder):
             c.execute(INSERT_IDEMPOTENCY.format(p="?"), record.row(ids[-1] if ids else None))
         return ids
 
+
+    def select_entries(self, after: int, limit: int, topics: Sequence[str]) -> list[LogEntry]:
+        """The log's entries of these topics after a position, in order, without payloads."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT rowid, originator_id, originator_version, topic FROM"
+                      f" {self.events_table_name} WHERE rowid > ? AND topic IN"
+                      f" ({', '.join('?' * len(topics))}) ORDER BY rowid LIMIT ?",
+                      [after, *topics, limit])
+            return [LogEntry(row[0], UUID(row[1]), row[2], row[3]) for row in c.fetchall()]
 
     def last_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
         """The last version of each of these streams that has one, in one read per 500."""
@@ -155,6 +174,20 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
                 trigger=Identifier(f"{events_table_name}_no_truncate"), schema=schema,
                 table=table, function=function),
         ])
+
+    def select_entries(self, after: int, limit: int, topics: Sequence[str]) -> list[LogEntry]:
+        """The log's entries of these topics after a position, in order, without payloads."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL(
+                "SELECT notification_id, originator_id, originator_version, topic"
+                " FROM {schema}.{table} WHERE notification_id > %s AND topic = ANY(%s)"
+                " ORDER BY notification_id LIMIT %s"
+            ).format(schema=Identifier(self.datastore.schema),
+                     table=Identifier(self.events_table_name)),
+                (after, list(topics), limit), prepare=True)
+            return [LogEntry(row["notification_id"], row["originator_id"],
+                             row["originator_version"], row["topic"])
+                    for row in curs.fetchall()]
 
     def last_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
         """The last version of each of these streams that has one, in one read (each a

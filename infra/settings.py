@@ -44,6 +44,9 @@ class Settings(BaseSettings):
                           "application role, after `tcledger db migrate` as the owner")
     token_cache_seconds: float = Field(
         5.0, description="how long a checked token is trusted without asking the database")
+    gc_young_threshold: int = Field(
+        10_000, ge=100, description="new container objects between runs of Python's "
+                                    "collector in the server (Python's default is 700)")
     feed_poll_interval: float = Field(
         0.25, gt=0, le=5, description="seconds between looks at the log while a feed "
                                       "request long-polls (`wait=`)")

@@ -21,6 +21,7 @@ from infra.cipher import EncryptedMapper, FieldSealer
 from infra.idempotency import IdempotencyStore
 from infra.keys import KeyEncryptionKey, KeyError_, KeyStore
 from infra.log_reader import LogReader
+from infra.recorders import LogEntry
 from infra.settings import Settings
 from infra.sql import SqlStore
 from infra.tokens import TokenStore
@@ -32,6 +33,9 @@ class PositionIndex(Protocol):
     def positions(self, stream_id: UUID) -> dict[int, int]: ...
 
     def last_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]: ...
+
+    def select_entries(self, after: int, limit: int, topics: Sequence[str]
+                       ) -> list[LogEntry]: ...
 
 
 @dataclass

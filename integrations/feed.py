@@ -23,11 +23,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from functools import partial
+from functools import cache, partial
 from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
 from domain.application import TCLedger
@@ -48,6 +47,7 @@ from integrations.clients import IntegrationClient
 SOURCE = "/tcledger/participants"
 TYPE_PREFIX = "tcledger.participant."
 SPECVERSION = "1.0"
+MIN_SCAN = 100  # log entries a scan batch reads at least
 # Event classes that can ever be disclosed: the reader asks the log for these alone.
 TOPICS = tuple(get_topic(cls) for name, cls in sorted(event_types().items())
                if name in DISCLOSABLE or name in AMENDMENTS)
@@ -78,8 +78,26 @@ class FeedPage:
     at_end: bool = False  # every committed event up to next_cursor was looked at
 
 
+class Entry(Protocol):
+    """A log entry as the feed reads it: a log Notification has these, and so has the
+    lighter infra.recorders.LogEntry the feed's scan reads."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def originator_id(self) -> Any: ...
+
+    @property
+    def originator_version(self) -> int: ...
+
+
 class Records(Protocol):
-    """What a scan batch asks of the store about its participants, once for them all."""
+    """What the feed asks of the store: the log's entries without their payloads (the
+    records held in memory have the events already), and about a scan batch's
+    participants, once for them all."""
+
+    def entries(self, after: int, limit: int, topics: Sequence[str]) -> Sequence[Entry]: ...
 
     def destroyed(self, stream_ids: list[UUID]) -> set[UUID]: ...
 
@@ -88,13 +106,14 @@ class Records(Protocol):
     def last_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]: ...
 
 
+@cache
 def cloudevent_type(event_type: str) -> str:
     return TYPE_PREFIX + re.sub(r"(?<!^)(?=[A-Z])", "-", event_type).lower()
 
 
 class Feed:
     def __init__(self, ledger: TCLedger, log: LogReader, records: Records,
-                 scan_batch: int = 1000, max_scan: int = 20000) -> None:
+                 scan_batch: int = 2000, max_scan: int = 20000) -> None:
         self._ledger = ledger
         self._log = log
         self._records = records
@@ -110,25 +129,30 @@ class Feed:
         scanned = 0
         while len(page.events) < limit and scanned < self._max_scan:
             head = self._log.head()
-            notes = self._log.batch(page.next_cursor, self._scan_batch, TOPICS)
+            # About twice what the page still needs: most clients see about half the
+            # log, and what a full page leaves unread is work thrown away.
+            size = max(MIN_SCAN, min(self._scan_batch, 2 * (limit - len(page.events))))
+            notes = self._records.entries(page.next_cursor, size, TOPICS)
             scanned += len(notes)
             if self._keep(client, notes, today, limit, page):
                 return page  # full: the cursor stops at the last event kept
             if notes:
                 page.next_cursor = notes[-1].id
-            if len(notes) < self._scan_batch:
+            if len(notes) < size:
                 # Nothing after the last note was committed before `head` was read.
                 page.next_cursor = max(page.next_cursor, head)
                 page.at_end = True
                 return page
         return page
 
-    def _keep(self, client: IntegrationClient, notes: Sequence[Notification], today: date,
+    def _keep(self, client: IntegrationClient, notes: Sequence[Entry], today: date,
               limit: int, page: FeedPage) -> bool:
         """Adds the visible events of `notes` to the page; True when the page is full."""
-        by_participant: dict[UUID, list[Notification]] = {}
+        by_participant: dict[UUID, list[Entry]] = {}
         for note in notes:
-            by_participant.setdefault(UUID(str(note.originator_id)), []).append(note)
+            stream = note.originator_id
+            by_participant.setdefault(
+                stream if isinstance(stream, UUID) else UUID(str(stream)), []).append(note)
         ids = list(by_participant)
         erased = self._records.destroyed(ids) if ids else set()
         readable = [i for i in ids if i not in erased]
@@ -154,7 +178,7 @@ class Feed:
         return False
 
 
-def _view(participant: Participant, notes: list[Notification], client: IntegrationClient,
+def _view(participant: Participant, notes: Sequence[Entry], client: IntegrationClient,
           today: date) -> dict[int, tuple[dict[str, Any], Disclosed]]:
     """The client's view of some of this participant's events, by log position."""
     state, history = participant.state, participant.history

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
+from infra.recorders import LogEntry
 from infra.wiring import Services
 from integrations.clients import IntegrationClients
 from integrations.feed import Feed
@@ -26,6 +27,9 @@ class FeedRecords:
     def __init__(self, services: Services) -> None:
         self._keys = services.keys
         self._recorder = services.recorder
+
+    def entries(self, after: int, limit: int, topics: Sequence[str]) -> list[LogEntry]:
+        return self._recorder.select_entries(after, limit, topics)
 
     def destroyed(self, stream_ids: list[UUID]) -> set[UUID]:
         return self._keys.destroyed(stream_ids)
