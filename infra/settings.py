@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(65536, description="largest accepted request body")
+    ingest_max_body_bytes: int = Field(
+        4 * 1024 * 1024, description="largest body pushed to /ingest/ (an NDJSON bulk of "
+                                     "up to 1000 lines)")
     aggregate_cache_size: int = Field(10000, description="participants kept decoded in memory")
     pg_pool_size: int = Field(10, description="PostgreSQL connections kept open")
     projections: Literal["process", "thread", "off"] = Field(
