@@ -103,7 +103,6 @@ class SQLiteEventRecorder(SQLiteApplicationRecorder):
             c.execute(INSERT_IDEMPOTENCY.format(p="?"), record.row(ids[-1] if ids else None))
         return ids
 
-
     def select_entries(self, after: int, limit: int, topics: Sequence[str]) -> list[LogEntry]:
         """The log's entries of these topics after a position, in order, without payloads."""
         with self.datastore.transaction(commit=False) as c:
