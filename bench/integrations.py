@@ -339,13 +339,18 @@ def report(figures: dict[str, Any]) -> None:
 
 
 def checks(raw: dict[str, Any], passes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The target read both ways: the log paged through per second (what a client
+    catching up waits for), and the events handed out per second (the stricter)."""
     found: list[dict[str, Any]] = []
+    target = TARGETS["feed_events_per_s"]
     for i, p in enumerate(passes):
         which = "cold" if i == 0 else "warm"
-        found.append({"check": f"feed events/s, pass {i + 1} ({which})",
+        found.append({"check": f"feed log events paged/s, pass {i + 1} ({which})",
+                      "measured": f"{p['log_events_per_s']:,.0f}",
+                      "target": f">= {target:,.0f}", "ok": p["log_events_per_s"] >= target})
+        found.append({"check": f"feed events handed out/s, pass {i + 1} ({which})",
                       "measured": f"{p['events_per_s']:,.0f}",
-                      "target": f">= {TARGETS['feed_events_per_s']:,.0f}",
-                      "ok": p["events_per_s"] >= TARGETS["feed_events_per_s"]})
+                      "target": f">= {target:,.0f}", "ok": p["events_per_s"] >= target})
         found.append({"check": f"feed events / raw rows, pass {i + 1}",
                       "measured": f"{p['events_per_s'] / raw['rows_per_s']:.3f}x",
                       "target": "(no target)", "ok": None})

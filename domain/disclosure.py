@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 from domain import events as ev
@@ -116,7 +117,12 @@ class Disclosure:
 
 def same_recipient(named: str, recipient: str) -> bool:
     """A consent names a recipient in words: case and spacing do not make another one."""
-    return " ".join(named.split()).casefold() == " ".join(recipient.split()).casefold()
+    return _recipient(named) == _recipient(recipient)
+
+
+@lru_cache(maxsize=4096)
+def _recipient(named: str) -> str:
+    return " ".join(named.split()).casefold()
 
 
 # --- consents in force --------------------------------------------------------------------
@@ -210,12 +216,12 @@ def permissions(consents: Iterable[dict[str, Any]], recipient: str,
     today allow it to receive: not revoked, not past their date, not ended by their event."""
     grants: dict[str, list[Grant]] = {}
     endings: dict[str, Ending | None] = {}
+    wanted, on = _recipient(recipient), today.isoformat()
     for consent in consents:
-        if consent["revoked_on"] is not None or \
-                not same_recipient(consent["recipient"], recipient):
+        if consent["revoked_on"] is not None or _recipient(consent["recipient"]) != wanted:
             continue
         expires_on = consent["expires_on"]
-        if expires_on is not None and date.fromisoformat(expires_on) < today:
+        if expires_on is not None and expires_on < on:  # ISO dates compare as text
             continue
         through: int | None = None
         if consent.get("expiry_event"):

@@ -22,6 +22,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 from psycopg import ClientCursor
 from psycopg.pq import TransactionStatus
+from psycopg.rows import args_row
 from psycopg.sql import SQL, Composable, Identifier, Literal
 
 from infra.group_commit import Append, GroupCommitter
@@ -177,16 +178,16 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
     def select_entries(self, after: int, limit: int, topics: Sequence[str]) -> list[LogEntry]:
         """The log's entries of these topics after a position, in order, without payloads."""
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(SQL(
+            entries = curs.connection.cursor(row_factory=args_row(LogEntry))
+            # Made straight from each row: no dict per row (thousands per page).
+            entries.execute(SQL(
                 "SELECT notification_id, originator_id, originator_version, topic"
                 " FROM {schema}.{table} WHERE notification_id > %s AND topic = ANY(%s)"
                 " ORDER BY notification_id LIMIT %s"
             ).format(schema=Identifier(self.datastore.schema),
                      table=Identifier(self.events_table_name)),
                 (after, list(topics), limit), prepare=True)
-            return [LogEntry(row["notification_id"], row["originator_id"],
-                             row["originator_version"], row["topic"])
-                    for row in curs.fetchall()]
+            return entries.fetchall()
 
     def last_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
         """The last version of each of these streams that has one, in one read (each a
