@@ -53,6 +53,15 @@ TOPICS = tuple(get_topic(cls) for name, cls in sorted(event_types().items())
                if name in DISCLOSABLE or name in AMENDMENTS)
 
 
+@cache
+def topics_for(categories: frozenset[str]) -> tuple[str, ...]:
+    """The event classes a subscription can ever receive: those of its categories, and the
+    corrections and voids (whose category is the entry's they supersede)."""
+    return tuple(get_topic(cls) for name, cls in sorted(event_types().items())
+                 if name in AMENDMENTS or (name in DISCLOSABLE
+                                           and DISCLOSABLE[name].category in categories))
+
+
 @dataclass(frozen=True)
 class Disclosed:
     """What the access log must say was handed out: one event, and the consent behind it."""
@@ -132,7 +141,8 @@ class Feed:
             # About twice what the page still needs: most clients see about half the
             # log, and what a full page leaves unread is work thrown away.
             size = max(MIN_SCAN, min(self._scan_batch, 2 * (limit - len(page.events))))
-            notes = self._records.entries(page.next_cursor, size, TOPICS)
+            notes = self._records.entries(page.next_cursor, size,
+                                          topics_for(client.categories))
             scanned += len(notes)
             if self._keep(client, notes, today, limit, page):
                 return page  # full: the cursor stops at the last event kept
