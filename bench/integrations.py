@@ -216,23 +216,30 @@ class CpuClock:
         self.url = url
         self.tick = os.sysconf("SC_CLK_TCK")
 
-    def _pids(self) -> list[int]:
-        pids = [self.server_pid] if self.server_pid else []
+    def _pids(self) -> dict[int, str]:
+        """Each process measured, and what it is: server, child or postgres."""
+        pids = {self.server_pid: "server"} if self.server_pid else {}
         for entry in os.listdir("/proc"):
             if entry.isdigit() and self.server_pid and _stat(int(entry))[1] == self.server_pid:
-                pids.append(int(entry))
+                pids[int(entry)] = "child"
         with psycopg.connect(self.url, autocommit=True) as conn:
-            pids += [r[0] for r in conn.execute(
+            pids.update((r[0], "postgres") for r in conn.execute(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                " AND pid <> pg_backend_pid()").fetchall()]
+                " AND pid <> pg_backend_pid()").fetchall())
         return pids
 
-    def read(self) -> dict[int, float]:
-        return {pid: _stat(pid)[0] / self.tick for pid in self._pids()}
+    def read(self) -> dict[int, tuple[str, float]]:
+        return {pid: (kind, _stat(pid)[0] / self.tick) for pid, kind in self._pids().items()}
 
     @staticmethod
-    def spent(before: dict[int, float], after: dict[int, float]) -> float:
-        return sum(t - before.get(pid, 0.0) for pid, t in after.items())
+    def spent(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+              ) -> dict[str, float]:
+        """CPU seconds by kind of process between two readings."""
+        by_kind: dict[str, float] = {}
+        for pid, (kind, seconds) in after.items():
+            earlier = before.get(pid, (kind, 0.0))[1]
+            by_kind[kind] = by_kind.get(kind, 0.0) + seconds - earlier
+        return by_kind
 
 
 def _stat(pid: int) -> tuple[int, int]:
@@ -261,8 +268,10 @@ def feed_pass(reader: FeedReader, limit: int, head: int, clock: CpuClock) -> dic
             last = event["position"]
             seen.add(event["id"])
     seconds = time.perf_counter() - t0
-    cpu = clock.spent(cpu_before, clock.read())
+    by_kind = clock.spent(cpu_before, clock.read())
+    cpu = sum(by_kind.values())
     return {"events": events, "pages": pages, "seconds": round(seconds, 3),
+            "cpu_by_process": {k: round(v, 3) for k, v in sorted(by_kind.items())},
             "events_per_s": round(events / seconds, 1),
             "log_events_per_s": round(head / seconds, 1), "cpu_seconds": round(cpu, 3),
             "events_per_cpu_s": round(events / cpu, 1) if cpu else None,
@@ -380,6 +389,9 @@ def report(figures: dict[str, Any]) -> None:
               f" {p['log_events_per_cpu_s'] or 0:>9,.0f}")
     print("  (CPU s: the server process, its projections child and the database's "
           "backends for HTTP; this process for app)")
+    for i, p in enumerate(figures["feed"]):
+        print(f"  CPU s of pass {i + 1} by process: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in p["cpu_by_process"].items()))
     print()
     print(f"  {'ratio / target':<44} {'measured':>12}   {'target':<14} verdict")
     print("  " + "-" * 114)
