@@ -36,16 +36,13 @@ import json
 import os
 import pstats
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -59,7 +56,8 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+from bench.live_server import DEFAULT_PG_URL, Server, bench_database  # noqa: E402
+
 FACILITY = "F-NORTH"
 PROGRAM = "tc-default"
 INFRACTION = "house-rule-hygiene"
@@ -232,11 +230,6 @@ class WaitSampler:
 
 # --- database ---------------------------------------------------------------------------
 
-def db_url(base: str, name: str) -> str:
-    head, _, _ = base.rpartition("/")
-    return f"{head}/{name}"
-
-
 RAW_TABLE = """
 CREATE TABLE bench_raw_events (
     originator_id uuid NOT NULL,
@@ -373,85 +366,6 @@ def http_factory(base: str, token: str, pids: list[UUID], clients: int) -> Facto
     return factory
 
 
-# --- the HTTP server --------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def serve_main(port: int) -> None:
-    """--serve: the server process; settings come from TCLEDGER_* in the environment."""
-    import uvicorn
-
-    from api.app import create_app
-    from infra.logging import configure_logging
-    from infra.settings import Settings
-    from infra.wiring import build
-
-    configure_logging("warning")
-    services = build(Settings())
-    try:
-        uvicorn.run(create_app(services), host="127.0.0.1", port=port, log_level="warning",
-                    access_log=False)
-    finally:
-        services.close()
-
-
-class Server:
-    def __init__(self, mode: str, services: Any, settings_env: dict[str, str]) -> None:
-        self.mode = mode
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        if mode == "process":
-            env = {**os.environ, **settings_env}
-            self._proc = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "--serve", str(self.port)],
-                env=env, cwd=str(ROOT))
-        else:
-            import uvicorn
-
-            from api.app import create_app
-            config = uvicorn.Config(create_app(services), host="127.0.0.1", port=self.port,
-                                    log_level="warning", access_log=False)
-            self._server = uvicorn.Server(config)
-            self._thread = threading.Thread(target=self._server.run, daemon=True)
-            self._thread.start()
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self._proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                health = httpx.get(self.base + "/health", timeout=1.0)
-                # Steady state: the views have caught up with the history built before the
-                # server started, so their backlog does not compete with the measurement.
-                if health.status_code == 200 and all(
-                        p["lag"] == 0 for p in health.json()["projections"]):
-                    return
-            time.sleep(0.1)
-        raise RuntimeError("server did not become ready (or its views did not catch up)")
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGINT)
-            try:
-                self._proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        if self._server is not None:
-            self._server.should_exit = True
-            assert self._thread is not None
-            self._thread.join(timeout=15)
-
-
 # --- report -----------------------------------------------------------------------------
 
 def fmt_row(label: str, clients: str, rate: str, p50: str, p99: str, extra: str = "") -> str:
@@ -560,18 +474,6 @@ def profile_app(services: Any, pids: list[UUID], seconds: float) -> str:
 
 
 # --- main -------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def bench_database(base_url: str) -> Iterator[tuple[str, str]]:
-    name = f"tcl_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base_url, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name, db_url(base_url, name)
-    finally:
-        with psycopg.connect(base_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 @dataclass
 class Held:
@@ -702,11 +604,7 @@ def main() -> int:
                         help="uvicorn in its own process (default) or a thread of this one")
     parser.add_argument("--profile", action="store_true",
                         help="then cProfile the 1-client app-service loop")
-    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        serve_main(args.serve)
-        return 0
 
     from api.app import create_app  # noqa: F401  (import cost outside the timings)
     from infra.logging import configure_logging

@@ -147,6 +147,18 @@ class TCLedger(Application[UUID]):
         with self._live.lock(participant_id):
             return view(self._current(participant_id, catch_up=True))
 
+    def read_known(self, participant_id: UUID, version: int,
+                   view: Callable[[Participant], T]) -> T:
+        """`read` for a caller that reads many records at once: it has checked in one query
+        that none is erased and found each stream's last `version` in another, so the record
+        held in memory is used as it is when it has that version (no query), and caught up
+        only when it is behind."""
+        with self._live.lock(participant_id):
+            participant = self._current(participant_id, catch_up=False)
+            if participant.version < version:
+                participant = self._current(participant_id, catch_up=True)
+            return view(participant)
+
     def participant_as_of(self, participant_id: UUID, recorded_by: datetime) -> Participant:
         """The record as it stood at a recorded time: later entries, even back-dated, left out."""
         participant: Any = None

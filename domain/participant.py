@@ -18,6 +18,7 @@ from domain import events as ev
 from domain.amendment import amendments, fold_entries, live_entries, plan_correction, plan_void
 from domain.coercion import coerce_changes
 from domain.community import RECOVERY_SUPPORT_KINDS
+from domain.disclosure import EXPIRY_EVENTS, expiry_event_code
 from domain.drug_tests import (
     RESULTS,
     REVIEW_OUTCOMES,
@@ -504,6 +505,9 @@ class Participant(Aggregate):
                                    f"one of {CONSENT_CATEGORIES}")
         if expires_on is None and not expiry_event:
             raise InvalidValue("expires_on", "a consent needs an expiry date or event")
+        if expires_on is None and expiry_event_code(expiry_event) is None:
+            raise InvalidValue("expiry_event", "tcledger cannot see this event happen; name "
+                               f"one of {', '.join(EXPIRY_EVENTS)} or give expires_on too")
         if expires_on is not None and expires_on < by.now.date():
             raise InvalidValue("expires_on", "must not be in the past")
         consent_id = new_id()

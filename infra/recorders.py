@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -22,6 +22,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 from psycopg import ClientCursor
 from psycopg.pq import TransactionStatus
+from psycopg.rows import args_row
 from psycopg.sql import SQL, Composable, Identifier, Literal
 
 from infra.group_commit import Append, GroupCommitter
@@ -45,6 +46,16 @@ INSERT_IDEMPOTENCY = (
     " VALUES ({p}, {p}, {p}, {p}, {p}, {p})")
 
 IMMUTABLE_MESSAGE = "tcledger: stored events are immutable"
+
+
+class LogEntry(NamedTuple):
+    """A log position and the event it holds, without the event: for readers that pass
+    over most entries or hold the decoded events already."""
+
+    id: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,27 @@ class SQLiteEventRecorder(SQLiteApplicationRecorder):
             c.execute(INSERT_IDEMPOTENCY.format(p="?"), record.row(ids[-1] if ids else None))
         return ids
 
+    def select_entries(self, after: int, limit: int, topics: Sequence[str]) -> list[LogEntry]:
+        """The log's entries of these topics after a position, in order, without payloads."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT rowid, originator_id, originator_version, topic FROM"
+                      f" {self.events_table_name} WHERE rowid > ? AND topic IN"
+                      f" ({', '.join('?' * len(topics))}) ORDER BY rowid LIMIT ?",
+                      [after, *topics, limit])
+            return [LogEntry(row[0], UUID(row[1]), row[2], row[3]) for row in c.fetchall()]
+
+    def last_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """The last version of each of these streams that has one, in one read per 500."""
+        found: dict[UUID, int] = {}
+        ids = [s.hex for s in stream_ids]
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                c.execute(f"SELECT originator_id, max(originator_version) FROM"
+                          f" {self.events_table_name} WHERE originator_id IN"
+                          f" ({', '.join('?' * len(chunk))}) GROUP BY originator_id", chunk)
+                found.update((UUID(row[0]), row[1]) for row in c.fetchall())
+        return found
 
     def positions(self, stream_id: UUID) -> dict[int, int]:
         """Global log position of each version of a stream."""
@@ -142,6 +174,32 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
                 trigger=Identifier(f"{events_table_name}_no_truncate"), schema=schema,
                 table=table, function=function),
         ])
+
+    def select_entries(self, after: int, limit: int, topics: Sequence[str]) -> list[LogEntry]:
+        """The log's entries of these topics after a position, in order, without payloads."""
+        with self.datastore.transaction(commit=False) as curs:
+            entries = curs.connection.cursor(row_factory=args_row(LogEntry))
+            # Made straight from each row: no dict per row (thousands per page).
+            entries.execute(SQL(
+                "SELECT notification_id, originator_id, originator_version, topic"
+                " FROM {schema}.{table} WHERE notification_id > %s AND topic = ANY(%s)"
+                " ORDER BY notification_id LIMIT %s"
+            ).format(schema=Identifier(self.datastore.schema),
+                     table=Identifier(self.events_table_name)),
+                (after, list(topics), limit), prepare=True)
+            return entries.fetchall()
+
+    def last_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """The last version of each of these streams that has one, in one read (each a
+        one-row backward scan of the primary key)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL(
+                "SELECT s.id, (SELECT max(originator_version) FROM {schema}.{table}"
+                " WHERE originator_id = s.id) AS version FROM unnest(%s::uuid[]) AS s(id)"
+            ).format(schema=Identifier(self.datastore.schema),
+                     table=Identifier(self.events_table_name)), (list(stream_ids),))
+            return {row["id"]: row["version"] for row in curs.fetchall()
+                    if row["version"] is not None}
 
     def positions(self, stream_id: UUID) -> dict[int, int]:
         """Global log position of each version of a stream."""

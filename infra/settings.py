@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(65536, description="largest accepted request body")
+    ingest_max_body_bytes: int = Field(
+        4 * 1024 * 1024, description="largest body pushed to /ingest/ (an NDJSON bulk of "
+                                     "up to 1000 lines)")
     aggregate_cache_size: int = Field(10000, description="participants kept decoded in memory")
     pg_pool_size: int = Field(10, description="PostgreSQL connections kept open")
     projections: Literal["process", "thread", "off"] = Field(
@@ -44,6 +47,9 @@ class Settings(BaseSettings):
                           "application role, after `tcledger db migrate` as the owner")
     token_cache_seconds: float = Field(
         5.0, description="how long a checked token is trusted without asking the database")
+    gc_young_threshold: int = Field(
+        10_000, ge=100, description="new container objects between runs of Python's "
+                                    "collector in the server (Python's default is 700)")
     feed_poll_interval: float = Field(
         0.25, gt=0, le=5, description="seconds between looks at the log while a feed "
                                       "request long-polls (`wait=`)")

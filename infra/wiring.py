@@ -7,6 +7,7 @@ else; everything downstream receives ready objects.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +22,7 @@ from infra.idempotency import IdempotencyStore
 from infra.keys import KeyEncryptionKey, KeyError_, KeyStore
 from infra.log_reader import LogReader
 from infra.peers import PeerLinks
+from infra.recorders import LogEntry
 from infra.settings import Settings
 from infra.sql import SqlStore
 from infra.tokens import TokenStore
@@ -30,6 +32,11 @@ log = logging.getLogger("tcledger")
 
 class PositionIndex(Protocol):
     def positions(self, stream_id: UUID) -> dict[int, int]: ...
+
+    def last_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]: ...
+
+    def select_entries(self, after: int, limit: int, topics: Sequence[str]
+                       ) -> list[LogEntry]: ...
 
 
 @dataclass

@@ -26,6 +26,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         help="comma-separated consent categories to receive")
     create.add_argument("--ingests", default="",
                         help="comma-separated pushes it may make: lab-results, movements")
+    create.add_argument("--external-id-systems", default="DOC",
+                        help="comma-separated identifier systems whose numbers the feed "
+                             "carries (default DOC; empty for none)")
     create.add_argument("--name", help="the token's name (default: the recipient)")
     actions.add_parser("list", help="list integration clients (never their secrets)")
 
@@ -110,12 +113,14 @@ def run(services: Services, args: argparse.Namespace) -> int:
         for client in clients.list():
             print("\t".join([client.token_id, client.recipient,
                              ",".join(sorted(client.categories)) or "-",
-                             ",".join(sorted(client.ingests)) or "-"]))
+                             ",".join(sorted(client.ingests)) or "-",
+                             ",".join(client.external_id_systems) or "-"]))
         return 0
     try:
         client, secret = clients.create(recipient=args.recipient,
                                         categories=_listed(args.categories),
-                                        ingests=_listed(args.ingests), name=args.name)
+                                        ingests=_listed(args.ingests), name=args.name,
+                                        external_id_systems=_listed(args.external_id_systems))
     except ClientError as exc:
         print(f"tcledger: {exc}", file=sys.stderr)
         return 2

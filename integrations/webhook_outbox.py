@@ -30,7 +30,7 @@ from typing import Any
 from uuid import UUID
 
 from domain import events as ev
-from domain.disclosure import disclosure_of, permitted_categories
+from domain.disclosure import disclosure_of, permissions
 from domain.participant import Participant, fold
 from infra.cipher import FieldSealer
 from infra.sql import SqlStore
@@ -102,8 +102,8 @@ class OutboxProjection:
 
     def _rows(self, participant: Participant, logged_events: Sequence[Any],
               targets: Sequence[Target]) -> list[tuple[Any, ...]]:
-        history = participant.history
-        subject = subject_of(participant)
+        history, discharge = participant.history, participant.state.discharge
+        subjects: dict[str, dict[str, Any]] = {}  # by client: the ids it may receive
         consents = ConsentsAt(participant)
         now, due = _now(), int(time.time() * 1000) + self._first_delay_ms
         rows: list[tuple[Any, ...]] = []
@@ -112,21 +112,27 @@ class OutboxProjection:
             found = disclosure_of(history, event)
             if found is None:
                 continue
-            in_force = consents.at(logged.version, event.timestamp.date())
-            body: bytes | None = None
+            day = event.timestamp.date()
+            in_force = consents.at(logged.version, day)
+            kind = cloudevent_type(found.event_type)
+            bodies: dict[str, bytes] = {}  # by client: the same event, the same bytes
             for subscription, client in targets:
                 if logged.position <= subscription.from_position:
                     continue
-                kind = cloudevent_type(found.event_type)
                 if subscription.event_types and kind not in subscription.event_types:
                     continue
-                if found.category not in permitted_categories(in_force, client.recipient,
-                                                              client.categories):
+                allowed = permissions(in_force, client.recipient, client.categories, day,
+                                      discharge, history)
+                if allowed.consent_for(found.category, logged.version) is None:
                     continue
+                body = bodies.get(client.token_id)
                 if body is None:
-                    body = json.dumps(cloud_event(subject, logged.position, logged.version,
-                                                  event, found),
-                                      separators=(",", ":")).encode()
+                    if client.token_id not in subjects:
+                        subjects[client.token_id] = subject_of(participant, client)
+                    body = bodies[client.token_id] = json.dumps(
+                        cloud_event(subjects[client.token_id], logged.position,
+                                    logged.version, event, found),
+                        separators=(",", ":")).encode()
                 sealed = self._sealer.seal(participant.id, body_purpose(
                     subscription.subscription_id, logged.position), body)
                 rows.append((subscription.subscription_id, logged.position,

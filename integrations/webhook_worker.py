@@ -37,7 +37,7 @@ from standardwebhooks.webhooks import Webhook
 
 from audit.access import Access, AccessLog
 from domain.application import TCLedger
-from domain.disclosure import permitted_categories
+from domain.disclosure import Permissions, permissions
 from domain.errors import ParticipantErased, ParticipantNotFound
 from domain.participant import Participant
 from infra.background import Repeating
@@ -171,9 +171,11 @@ class WebhookWorker:
             except (ParticipantErased, ParticipantNotFound):
                 withheld.extend((d, "the participant's record was erased") for d in group)
                 continue
-            keep = [d for d in group if d.category in permitted]
+            keep = [d for d in group
+                    if permitted.consent_for(d.category, d.version) is not None]
             withheld.extend((d, "no consent in force for this recipient and category")
-                            for d in group if d.category not in permitted)
+                            for d in group
+                            if permitted.consent_for(d.category, d.version) is None)
             if keep:
                 sendable.append(keep)
         self.deliveries.withhold(self.owner, withheld)
@@ -206,7 +208,7 @@ class WebhookWorker:
     def _entry(self, endpoint: Endpoint, deliveries: Sequence[Delivery]) -> Access:
         client = endpoint.client
         assert client is not None
-        consents: dict[UUID, dict[str, str]] = {}
+        consents: dict[UUID, Permissions] = {}
         events = []
         for d in deliveries:
             if d.participant_id not in consents:
@@ -215,7 +217,8 @@ class WebhookWorker:
             events.append({"participant": str(d.participant_id), "version": d.version,
                            "position": d.position, "type": d.event_type,
                            "category": d.category,
-                           "consent": consents[d.participant_id].get(d.category)})
+                           "consent": consents[d.participant_id].consent_for(d.category,
+                                                                             d.version)})
         subscription = endpoint.subscription
         return Access(
             participant_ids=list(dict.fromkeys(str(d.participant_id) for d in deliveries)),
@@ -274,9 +277,10 @@ class WebhookWorker:
 
 
 def _permitted(participant: Participant, client: IntegrationClient, today: date
-               ) -> dict[str, str]:
-    return permitted_categories(participant.active_consents(today), client.recipient,
-                                client.categories)
+               ) -> Permissions:
+    state = participant.state
+    return permissions(state.consents.values(), client.recipient, client.categories, today,
+                       state.discharge, participant.history)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from audit.access import AccessLog
+from infra.recorders import LogEntry
 from infra.wiring import Services
 from integrations.clients import IntegrationClients
 from integrations.feed import Feed
@@ -24,6 +26,26 @@ from projections.folding import RecordFolder
 from projections.runner import ProjectionRunner
 
 VIEW_WAIT_SECONDS = 5.0
+
+
+class FeedRecords:
+    """The feed's questions about many records at once: the data keys and the event log."""
+
+    def __init__(self, services: Services) -> None:
+        self._keys = services.keys
+        self._recorder = services.recorder
+
+    def entries(self, after: int, limit: int, topics: Sequence[str]) -> list[LogEntry]:
+        return self._recorder.select_entries(after, limit, topics)
+
+    def destroyed(self, stream_ids: list[UUID]) -> set[UUID]:
+        return self._keys.destroyed(stream_ids)
+
+    def load(self, stream_ids: list[UUID]) -> None:
+        self._keys.load(stream_ids)
+
+    def last_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
+        return self._recorder.last_versions(stream_ids)
 
 
 @dataclass
@@ -87,6 +109,6 @@ def build_integrations(services: Services, runner: ProjectionRunner,
         return [UUID(row["participant_id"]) for row in rows]
 
     return Integrations(IntegrationClients(services.store, services.tokens),
-                        Feed(services.ledger, services.log), specimens,
+                        Feed(services.ledger, services.log, FeedRecords(services)), specimens,
                         LabResults(receiver, specimens), Movements(receiver, find_active),
                         webhooks or build_webhooks(services))
