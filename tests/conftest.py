@@ -6,9 +6,7 @@ without them. TCLEDGER_TEST_PG_URL points at a server whose user may create data
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,23 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from domain.provenance import Provenance, utcnow
 from infra.settings import Settings
 from infra.wiring import Services, build
-
-
-@pytest.fixture(autouse=True)
-def _module_provenance_on_todays_clock() -> None:
-    """Test modules keep a `Provenance` made at import (`BY = Provenance(...)`), whose `now`
-    is the moment of collection: once the suite has run longer than the clock skew allowed
-    (5 minutes), "now" entries of later tests would be refused as in the future. Before
-    each test, such a module-level provenance gets the current time."""
-    for name, module in list(sys.modules.items()):
-        if not name.startswith("tests."):
-            continue
-        for attribute, value in list(vars(module).items()):
-            if type(value) is Provenance:
-                setattr(module, attribute, dataclasses.replace(value, now=utcnow()))
 
 
 PG_URL = os.environ.get("TCLEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

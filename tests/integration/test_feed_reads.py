@@ -12,12 +12,12 @@ from eventsourcing.utils import get_topic
 from domain import events as ev
 from infra.settings import Settings
 from infra.wiring import build
-from tests.integration.test_log_reader import BY, admit
+from tests.integration.test_log_reader import admit, staff
 
 
 def late(services, pid) -> None:
     services.ledger.execute(pid, lambda p, policy: p.record_infraction(
-        policy, by=BY, code="house-rule-lateness", observed_at=datetime.now(UTC),
+        policy, by=staff(), code="house-rule-lateness", observed_at=datetime.now(UTC),
         description="late", reason="staff report"))
 
 
