@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(65536, description="largest accepted request body")
     aggregate_cache_size: int = Field(10000, description="participants kept decoded in memory")
+    snapshot_interval: int = Field(
+        100, ge=0, description="events between snapshots of a record (0: no snapshots)")
     pg_pool_size: int = Field(10, description="PostgreSQL connections kept open")
     projections: Literal["process", "thread", "off"] = Field(
         "process", description="who keeps the views current for the server")
