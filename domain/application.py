@@ -429,7 +429,7 @@ class TCLedger(Application[UUID]):
         for event in self._stream(participant_id, gt=gt, lte=version):
             if not confirmed:
                 assert start is not None
-                if event.originator_version != start.version or event != start.history[-1]:
+                if event.originator_version != start.version or event != start.last_event:
                     return None, 0
                 confirmed = True
                 continue

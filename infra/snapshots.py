@@ -20,6 +20,7 @@ nothing, and it is not part of the ledger.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import logging
@@ -39,6 +40,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import domain
 from domain.errors import ParticipantErased
+from domain.events import ParticipantEvent
 from domain.participant import Participant
 from infra.keys import NONCE_BYTES, KeyError_, KeyStore
 from infra.sql import SqlStore
@@ -98,6 +100,18 @@ class _RecordUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not part of a record")
 
 
+def _unpickle(data: bytes) -> Any:
+    return _RecordUnpickler(io.BytesIO(data)).load()
+
+
+def _history(events: bytes, version: int) -> list[ParticipantEvent]:
+    """The events of a snapshot (authenticated with it), decoded when first needed."""
+    history = _unpickle(events)
+    if not isinstance(history, list) or len(history) != version:
+        raise SnapshotUnusable("its events are not the record's")
+    return history
+
+
 def _aad(stream_id: UUID, version: int, mark: str) -> bytes:
     return FORMAT + b"|" + stream_id.bytes + version.to_bytes(8, "big") + b"|" + mark.encode()
 
@@ -152,10 +166,16 @@ class ParticipantSnapshots:
                                                          "error_type": type(exc).__name__})
 
     def seal(self, participant: Participant) -> bytes:
+        """The record in two parts: its state (what showing it needs) with its last event,
+        and its events, kept as bytes that are decoded only when a command needs them."""
         stream_id, version = UUID(str(participant.id)), participant.version
         if participant.pending_events:
             raise ValueError("a snapshot is of a saved record only")
-        plain = zlib.compress(pickle.dumps(participant, protocol=PROTOCOL), 1)
+        events = participant.history
+        shell = copy.copy(participant)
+        shell.__dict__.update(_history=None, _earlier=None, _last=None)
+        parts = (shell, participant.last_event, pickle.dumps(events, protocol=PROTOCOL))
+        plain = zlib.compress(pickle.dumps(parts, protocol=PROTOCOL), 1)
         nonce = os.urandom(NONCE_BYTES)
         key = self.keys.data_key(stream_id)
         return nonce + AESGCM(key).encrypt(nonce, plain, _aad(stream_id, version,
@@ -172,10 +192,12 @@ class ParticipantSnapshots:
         except InvalidTag:
             raise SnapshotUnusable("does not authenticate here") from None
         try:
-            record = _RecordUnpickler(io.BytesIO(zlib.decompress(plain))).load()
+            record, last, events = _unpickle(zlib.decompress(plain))
         except Exception as exc:  # a class renamed since: replay instead
             raise SnapshotUnusable(f"does not load ({type(exc).__name__})") from None
         if not isinstance(record, Participant) or record.version != version \
-                or record.id != stream_id:
+                or record.id != stream_id or not isinstance(last, ParticipantEvent) \
+                or last.originator_version != version or not isinstance(events, bytes):
             raise SnapshotUnusable("not the record it is filed as")
+        record.defer_history(lambda: _history(events, version), last)
         return record

@@ -222,3 +222,27 @@ def put_row(services: Services, pid: UUID, version: int, mark: str, sealed: byte
     services.store.execute(
         "INSERT INTO tcledger_snapshots (stream_id, version, fingerprint, sealed, created_at)"
         " VALUES (?, ?, ?, ?, ?)", (str(pid), version, mark, sealed, "2026-01-01T00:00:00"))
+
+
+def test_a_record_shown_from_a_snapshot_decodes_its_events_only_for_a_command(
+        services, replayer):
+    pid = admit(services)
+    for _ in range(8):
+        infraction(services, pid)
+    store = snapshots(services)
+    store.keep(replayer.ledger.participant(pid))
+    services.ledger.forget(pid)
+    # Showing the record needs its state: its events stay undecoded.
+    shown = services.ledger.read(pid, lambda p: (p._history is None, p.version, p.state))
+    assert shown == (True, 9, replayer.ledger.participant(pid).state)
+    # A command that needs the history (a void refolds it) gets all of it.
+    from domain.provenance import Provenance
+    by = Provenance("staff-1", "counselor")
+
+    def void(p: Participant, policy: Any) -> None:
+        p.void_entry(policy, by=by, version=4, at=by.now, reason="entered twice")
+    services.ledger.execute(pid, void)
+    after = replayer.ledger.participant(pid)
+    assert 4 in after.amended
+    assert_same_record(cold(services, pid), after, services)
+    assert_same_record(services.ledger.participant(pid), after, services)
