@@ -6,6 +6,7 @@ without them. TCLEDGER_TEST_PG_URL points at a server whose user may create data
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from domain.provenance import Provenance, utcnow
 from infra.settings import Settings
 from infra.wiring import Services, build
 
@@ -107,3 +109,14 @@ def api(services: Services) -> Iterator[Api]:
     with TestClient(create_app(services, projections="thread"),
                     raise_server_exceptions=False) as client:
         yield Api(client, services)
+
+
+@pytest.fixture(autouse=True)
+def _module_provenances_of_now(request: pytest.FixtureRequest) -> None:
+    """A module-level Provenance fixes its `now` when the module is imported; a suite that
+    runs longer than the allowed clock skew would then see `datetime.now()` entries of its
+    tests as "in the future". Each test gets them with the time it starts at."""
+    module = request.module
+    for name, value in list(vars(module).items()):
+        if isinstance(value, Provenance):
+            setattr(module, name, dataclasses.replace(value, now=utcnow()))
