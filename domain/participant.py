@@ -96,7 +96,9 @@ class Participant(Aggregate):
         clone = object.__new__(Participant)
         clone.__dict__.update(self.__dict__)
         clone.state = copy.deepcopy(self.state, memo)
-        clone.history = list(self.history)
+        if self._history is not None:
+            clone.history = list(self.history)
+        # else: still undecoded, and the copy decodes its own list when it needs one
         clone.amended = dict(self.amended)
         clone._pending_events = list(self._pending_events)
         return clone

@@ -246,3 +246,16 @@ def test_a_record_shown_from_a_snapshot_decodes_its_events_only_for_a_command(
     assert 4 in after.amended
     assert_same_record(cold(services, pid), after, services)
     assert_same_record(services.ledger.participant(pid), after, services)
+
+
+def test_a_private_copy_of_an_undecoded_record_decodes_its_own_events(services, replayer):
+    pid = admit(services)
+    for _ in range(5):
+        infraction(services, pid)
+    snapshots(services).keep(replayer.ledger.participant(pid))
+    services.ledger.forget(pid)
+    copied = services.ledger.participant(pid)  # a deep copy of the live, undecoded record
+    assert copied._history is None
+    assert copied.history == replayer.ledger.participant(pid).history
+    copied.history.clear()  # the copy's list is its own
+    assert services.ledger.read(pid, lambda p: len(p.history)) == 6
