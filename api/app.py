@@ -156,7 +156,12 @@ class RequestMiddleware:
                        status=status, request_id=state["request_id"],
                        remote=client[0] if client else None)
         try:
-            await run_in_threadpool(self.access_log.record, entry)
+            if self.in_flight.count <= 1:
+                # Alone in the process: commit on the loop itself, as `offload` does (the
+                # thread pool's hand-off costs more than the commit's own work).
+                self.access_log.record(entry)
+            else:
+                await run_in_threadpool(self.access_log.record, entry)
         except Exception as exc:
             log.error("access_log_failed", error_type=type(exc).__name__)
             return status >= 400  # a refusal stays a refusal; a served record may not

@@ -9,6 +9,7 @@ commit in the same transaction as the events.
 from __future__ import annotations
 
 import copy
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -18,11 +19,17 @@ from datetime import date, datetime
 from typing import Any, Protocol, TypeVar, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+)
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     JSONTranscoder,
     Mapper,
     RecordConflictError,
+    Recording,
     Transcoding,
 )
 from eventsourcing.utils import get_topic
@@ -57,6 +64,7 @@ Outcomes = Mapping[UUID, "WriteResult | DomainError"]
 RecordWithMany = Callable[[Outcomes], dict[str, Any]]
 
 T = TypeVar("T")
+log = logging.getLogger("tcledger.application")
 CONFLICT_RETRIES = 8  # then the caller hears 409 and may retry itself
 # A write of several records loses a race whenever any one of them moved: it may try more
 # often (about a second in all) before the caller hears 409.
@@ -86,6 +94,18 @@ class DataKeys(Protocol):
 
     def check_readable(self, stream_id: UUID) -> None:
         """Raises ParticipantErased when the stream's key is gone, in any process."""
+
+
+class SnapshotStore(Protocol):
+    """Whole records kept at a version, so that a cold read need not replay every event.
+    A snapshot is only ever a starting point: the stream confirms it and adds what follows."""
+
+    def latest(self, stream_id: UUID) -> Participant | None: ...
+
+    def keep(self, participant: Participant) -> None:
+        """Stores a record as the stream replays it; never raises (a cache may fail)."""
+
+    def discard(self, stream_id: UUID) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -121,7 +141,15 @@ class TCLedger(Application[UUID]):
         # A session is one immutable event: kept once read, so that rosters do not reload it.
         self._sessions: LiveRecords[GroupSession] = LiveRecords(SESSIONS_KEPT)
         self._given_mapper = mapper
+        self._snapshot_store: SnapshotStore | None = None
+        self._snapshot_interval = 0
         super().__init__(env)
+
+    def keep_snapshots(self, store: SnapshotStore, every: int) -> None:
+        """Keeps a snapshot of a record each time `every` more events have been replayed
+        or written since the last one (0: never)."""
+        self._snapshot_store = store if every > 0 else None
+        self._snapshot_interval = every
 
     def construct_mapper(self) -> Mapper[UUID]:
         if self._given_mapper is not None:
@@ -132,6 +160,23 @@ class TCLedger(Application[UUID]):
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(DateAsISO())
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """As the library's save, without asking typing protocols which objects are
+        aggregates (on Python 3.11 each such check costs more than encrypting an event):
+        ours are, and anything else goes the library's way."""
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for obj in objs:
+            if isinstance(obj, Aggregate):
+                processing_event.events.extend(obj.collect_events())
+                processing_event.aggregates[obj.id] = obj
+            else:
+                processing_event.collect_events(obj)
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        return recordings
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -425,6 +470,8 @@ class TCLedger(Application[UUID]):
             record = ErasureRecord.create(participant_id, participant.version, by, reason)
             result = self._save(record, {}, record_with)
             self.keys.destroy_data_key(participant_id)
+            if self._snapshot_store is not None:
+                self._snapshot_store.discard(participant_id)
             for link in peer_links(participant.history):
                 # Each peer's record keeps the fact, but no longer who it was with.
                 self.keys.destroy_data_key(UUID(link))
@@ -463,13 +510,69 @@ class TCLedger(Application[UUID]):
             yield cast(ev.ParticipantEvent, event)
 
     def _load(self, participant_id: UUID, version: int | None = None) -> Participant:
-        """Replays the stream: each event folds itself in (no per-event protocol checks)."""
-        participant: Any = None
-        for event in self._stream(participant_id, lte=version):
-            participant = event.mutate(participant)
+        """Replays the stream: each event folds itself in (no per-event protocol checks).
+
+        A kept snapshot starts the fold only when the stream confirms it (its last event is
+        the stream's event at that version); otherwise the whole stream is replayed. A long
+        replay leaves a snapshot for the next cold read."""
+        start = self._snapshot(participant_id, version)
+        participant, replayed = self._fold(participant_id, start, version)
+        if participant is None and start is not None:
+            log.warning("snapshot_disowned", extra={"stream_id": str(participant_id)})
+            participant, replayed = self._fold(participant_id, None, version)
         if not isinstance(participant, Participant):
             raise ParticipantNotFound(participant_id)
+        if version is None and self._snapshot_store is not None \
+                and replayed >= self._snapshot_interval:
+            self._snapshot_store.keep(participant)
         return participant
+
+    def _snapshot(self, participant_id: UUID, version: int | None) -> Participant | None:
+        if self._snapshot_store is None:
+            return None
+        found = self._snapshot_store.latest(participant_id)
+        if found is None or (version is not None and found.version > version):
+            return None
+        return found
+
+    def _fold(self, participant_id: UUID, start: Participant | None,
+              version: int | None) -> tuple[Participant | None, int]:
+        """The record folded from `start` (or from nothing) and how many events that took;
+        (None, 0) when the stream does not confirm `start`."""
+        participant: Any = start
+        confirmed = start is None
+        replayed = 0
+        gt = None if start is None else start.version - 1
+        for event in self._stream(participant_id, gt=gt, lte=version):
+            if not confirmed:
+                assert start is not None
+                if event.originator_version != start.version or event != start.last_event:
+                    return None, 0
+                confirmed = True
+                continue
+            participant = event.mutate(participant)
+            replayed += 1
+        return (participant, replayed) if confirmed else (None, 0)
+
+    def _take_snapshots(self, processing_event: Any) -> None:
+        """After a save: a record whose version passed a multiple of the interval gets a
+        snapshot, made from the stream (as a cold read would fold it), not from memory."""
+        super()._take_snapshots(processing_event)
+        every = self._snapshot_interval
+        if self._snapshot_store is None:
+            return
+        saved: dict[Any, int] = {}
+        for event in processing_event.events:
+            saved[event.originator_id] = saved.get(event.originator_id, 0) + 1
+        for stream_id, aggregate in processing_event.aggregates.items():
+            if not isinstance(aggregate, Participant):
+                continue
+            before = aggregate.version - saved.get(stream_id, 0)
+            if aggregate.version // every > before // every:
+                try:
+                    self._load(UUID(str(stream_id)))  # keeps one if the replay was long
+                except Exception:  # the events are saved; a missing snapshot costs time only
+                    log.warning("snapshot_failed", exc_info=True)
 
     def _locked(self, ids: Sequence[UUID]) -> ExitStack:
         stack = ExitStack()

@@ -140,6 +140,7 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         self._group = GroupCommitter(self._write_batch)
         self._insert_statements: dict[tuple[int, bool], Composable] = {}
+        self._statement_texts: dict[tuple[Any, ...], bytes] = {}
         # Appenders take one transaction-scoped advisory lock, so that the global order of
         # notification ids is the order of commits (a reader that asks for everything after
         # the last id it saw can never miss a later commit). The library's LOCK TABLE ... IN
@@ -223,29 +224,30 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         """One round trip: BEGIN, lock, each append's rows and side records, COMMIT.
 
         Sent as one multi-statement simple query with client-side binding: a pipeline of
-        prepared statements costs more in psycopg's Python than the database spends.
+        prepared statements costs more in psycopg's Python than the database spends. Each
+        statement's text is rendered once (composing SQL costs more than binding it).
         """
-        parts: list[Composable] = [SQL("BEGIN"), self._lock_statement]
+        statements: list[bytes] = [b"BEGIN", self._text(("lock",))]
         params: list[Any] = []
         for append in batch:
-            parts.append(self._insert_rows(len(append.events)))
+            statements.append(self._text(("rows", len(append.events), True)))
             params.extend(_row_params(append.events))
             also = append.side.get("also")
             if also:  # rows committed with these, whose ids nobody waits for
-                parts.append(self._insert_rows(len(also), returning=False))
+                statements.append(self._text(("rows", len(also), False)))
                 params.extend(_row_params(also))
             record = append.side.get("idempotency")
             if isinstance(record, IdempotencyRecord):
                 last = append.events[-1]
                 actor, key, digest, status, body, created = record.row(None)
-                parts.append(self._insert_answer)
+                statements.append(self._text(("answer",)))
                 params.extend((actor, key, digest, status, body, last.originator_id,
                                last.originator_version, created))
-        parts.append(SQL("COMMIT"))
+        statements.append(b"COMMIT")
         with self.datastore.get_connection() as conn:
             cursor = ClientCursor(conn)
             try:
-                cursor.execute(SQL("; ").join(parts), params)
+                cursor.execute(b"; ".join(statements), params)
                 returned = []
                 while True:
                     if cursor.description is not None:
@@ -262,6 +264,22 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
             # versions do not follow the order of their rows.
             ordered = sorted(rows, key=lambda r: r["notification_id"])
             append.ids = [row["notification_id"] for row in ordered]
+
+    def _text(self, shape: tuple[Any, ...]) -> bytes:
+        """A statement of the batch, rendered once per shape: the lock, an append's rows
+        (how many, answering their ids or not), an idempotency answer."""
+        text = self._statement_texts.get(shape)
+        if text is None:
+            if shape[0] == "lock":
+                statement: Composable = self._lock_statement
+            elif shape[0] == "answer":
+                statement = self._insert_answer
+            else:
+                statement = self._insert_rows(shape[1], returning=shape[2])
+            text = statement.as_bytes(None)
+            if len(self._statement_texts) < 1024:
+                self._statement_texts[shape] = text
+        return text
 
     def _insert_rows(self, count: int, returning: bool = True) -> Composable:
         statement = self._insert_statements.get((count, returning))

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
         4 * 1024 * 1024, description="largest body pushed to /ingest/ (an NDJSON bulk of "
                                      "up to 1000 lines)")
     aggregate_cache_size: int = Field(10000, description="participants kept decoded in memory")
+    snapshot_interval: int = Field(
+        100, ge=0, description="events between snapshots of a record (0: no snapshots)")
     pg_pool_size: int = Field(10, description="PostgreSQL connections kept open")
     projections: Literal["process", "thread", "off"] = Field(
         "process", description="who keeps the views current for the server")

@@ -108,3 +108,4 @@ def api(services: Services) -> Iterator[Api]:
     with TestClient(create_app(services, projections="thread"),
                     raise_server_exceptions=False) as client:
         yield Api(client, services)
+
