@@ -30,6 +30,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/commands.py
 	$(BIN)/python bench/projections.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/community.py
+	$(BIN)/python bench/integrations.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

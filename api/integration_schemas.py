@@ -26,6 +26,10 @@ class IntegrationIn(Body):
     ingests: list[Literal["lab-results", "movements"]] = Field(
         default_factory=list, max_length=2, description="what it may push in")
     name: Name | None = Field(None, description="the token's name (default: the recipient)")
+    external_id_systems: list[Code] | None = Field(
+        None, max_length=10, description="identifier systems (DOC, SID, FBI, a deployment's "
+        "own) whose numbers the feed carries beside the participant id; default [\"DOC\"], "
+        "[] for none")
 
 
 class LabResultIn(Inbound):

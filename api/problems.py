@@ -169,7 +169,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if getattr(request.state, "body_too_large", False):
-            limit = request.app.state.services.settings.max_body_bytes
+            limit = getattr(request.state, "body_limit",
+                            request.app.state.services.settings.max_body_bytes)
             return problem_response(413, "body-too-large", "Request body too large",
                                     f"the limit is {limit} bytes")
         refused = unauthenticated(request) if exc.status_code in (400, 422) else None

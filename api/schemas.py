@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     StrictBool,
     StringConstraints,
+    model_validator,
 )
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -264,7 +265,17 @@ class TokenIn(Body):
 # --- community life ---------------------------------------------------------------------
 
 class FacilitatorIn(Body):
-    staff: Ident
+    """Who led the session: a staff member (`staff`), or a resident (`participant`) for a
+    peer-led group. Exactly one of the two."""
+
+    staff: Ident | None = None
+    participant: UUID | None = None
+
+    @model_validator(mode="after")
+    def _one_of_two(self) -> FacilitatorIn:
+        if (self.staff is None) == (self.participant is None):
+            raise ValueError("name either the staff member or the participant who led it")
+        return self
 
 
 class GroupIn(Body):

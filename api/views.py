@@ -145,6 +145,7 @@ def community_view(p: Participant, policy: ProgramPolicy, today: date,
                         and m["ended_on"] is None), None),
         "mentees": [m for m in mentorships if m["side"] == "mentor" and m["ended_on"] is None],
         "mentorships": mentorships,
+        "groups_facilitated": list(st.groups_facilitated.values()),
         "peer_feedback": [
             {"feedback_id": f["feedback_id"], "kind": f["kind"], "side": f["side"],
              "peer": peer(f), "behaviour": f["behaviour"], "observed_at": f["observed_at"],

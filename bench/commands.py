@@ -13,8 +13,8 @@ One run, against a fresh PostgreSQL database `tcl_bench_<random>` (dropped at th
            participant, check the rules, append one encrypted event; 1 and 8 clients, each
            client on its own participants (no conflicts).
 3. http    POST /participants/{id}/infractions through uvicorn + the real app, a keep-alive
-           http.client connection per client thread (httpx for the reads)
-           with keep-alive, 1 and 8 client threads.
+           HTTP/1.1 connection per client thread (a bare-socket client: LeanClient; httpx
+           for the reads), 1 and 8 client threads.
 4. read    a participant with 500 events: ledger.participant() cold (after forget) and
            warm, and GET /participants/{id} over HTTP (cold: first GET in the server; warm).
 
@@ -29,23 +29,19 @@ import argparse
 import base64
 import contextlib
 import cProfile
-import http.client
 import io
 import itertools
 import json
 import os
 import pstats
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -59,7 +55,8 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+from bench.live_server import DEFAULT_PG_URL, Server, bench_database  # noqa: E402
+
 FACILITY = "F-NORTH"
 PROGRAM = "tc-default"
 INFRACTION = "house-rule-hygiene"
@@ -232,11 +229,6 @@ class WaitSampler:
 
 # --- database ---------------------------------------------------------------------------
 
-def db_url(base: str, name: str) -> str:
-    head, _, _ = base.rpartition("/")
-    return f"{head}/{name}"
-
-
 RAW_TABLE = """
 CREATE TABLE bench_raw_events (
     originator_id uuid NOT NULL,
@@ -337,24 +329,59 @@ def app_factory(services: Any, pids: list[UUID], clients: int) -> Factory:
 
 
 class LeanClient:
-    """A keep-alive HTTP/1.1 client from the standard library.
+    """A keep-alive HTTP/1.1 client on a bare socket.
 
-    The raw baseline's client is psycopg's C code; httpx spends more time per request in
-    the client than the server spends on a command, so the HTTP figures use this instead.
+    The raw baseline's client is psycopg's C code; httpx (and even the standard library's
+    http.client, which parses every response's headers with the email package) spends
+    more time per request in the client than the server spends on a command, and on a
+    small machine the client's CPU is the server's too. This one writes the request in
+    one send and reads the status line, the headers and a Content-Length body: what a
+    client must do, and nothing more.
     """
 
     def __init__(self, base: str, token: str) -> None:
         host, port = base.removeprefix("http://").split(":")
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=30)
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.head = (f"Host: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+                     "Content-Type: application/json\r\n").encode()
+        self.buffer = b""
 
     def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
-        self.conn.request("POST", path, body=json.dumps(body), headers=self.headers)
-        response = self.conn.getresponse()
-        return response.status, response.read()
+        payload = json.dumps(body).encode()
+        self.sock.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\n" + self.head
+                          + b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n"
+                          + payload)
+        return self._response()
+
+    def _response(self) -> tuple[int, bytes]:
+        while b"\r\n\r\n" not in self.buffer:
+            self._fill()
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        length = None
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+            elif name.strip().lower() == b"transfer-encoding":
+                raise RuntimeError("chunked answers are not expected here")
+        if length is None:
+            raise RuntimeError("an answer without Content-Length")
+        while len(self.buffer) < length:
+            self._fill()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status, body
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += chunk
 
     def close(self) -> None:
-        self.conn.close()
+        self.sock.close()
 
 
 def http_factory(base: str, token: str, pids: list[UUID], clients: int) -> Factory:
@@ -371,85 +398,6 @@ def http_factory(base: str, token: str, pids: list[UUID], clients: int) -> Facto
                 raise RuntimeError(f"HTTP {status}: {text[:300]!r}")
         return op, client.close
     return factory
-
-
-# --- the HTTP server --------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def serve_main(port: int) -> None:
-    """--serve: the server process; settings come from TCLEDGER_* in the environment."""
-    import uvicorn
-
-    from api.app import create_app
-    from infra.logging import configure_logging
-    from infra.settings import Settings
-    from infra.wiring import build
-
-    configure_logging("warning")
-    services = build(Settings())
-    try:
-        uvicorn.run(create_app(services), host="127.0.0.1", port=port, log_level="warning",
-                    access_log=False)
-    finally:
-        services.close()
-
-
-class Server:
-    def __init__(self, mode: str, services: Any, settings_env: dict[str, str]) -> None:
-        self.mode = mode
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        if mode == "process":
-            env = {**os.environ, **settings_env}
-            self._proc = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "--serve", str(self.port)],
-                env=env, cwd=str(ROOT))
-        else:
-            import uvicorn
-
-            from api.app import create_app
-            config = uvicorn.Config(create_app(services), host="127.0.0.1", port=self.port,
-                                    log_level="warning", access_log=False)
-            self._server = uvicorn.Server(config)
-            self._thread = threading.Thread(target=self._server.run, daemon=True)
-            self._thread.start()
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self._proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                health = httpx.get(self.base + "/health", timeout=1.0)
-                # Steady state: the views have caught up with the history built before the
-                # server started, so their backlog does not compete with the measurement.
-                if health.status_code == 200 and all(
-                        p["lag"] == 0 for p in health.json()["projections"]):
-                    return
-            time.sleep(0.1)
-        raise RuntimeError("server did not become ready (or its views did not catch up)")
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGINT)
-            try:
-                self._proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        if self._server is not None:
-            self._server.should_exit = True
-            assert self._thread is not None
-            self._thread.join(timeout=15)
 
 
 # --- report -----------------------------------------------------------------------------
@@ -560,18 +508,6 @@ def profile_app(services: Any, pids: list[UUID], seconds: float) -> str:
 
 
 # --- main -------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def bench_database(base_url: str) -> Iterator[tuple[str, str]]:
-    name = f"tcl_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base_url, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name, db_url(base_url, name)
-    finally:
-        with psycopg.connect(base_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 @dataclass
 class Held:
@@ -702,11 +638,7 @@ def main() -> int:
                         help="uvicorn in its own process (default) or a thread of this one")
     parser.add_argument("--profile", action="store_true",
                         help="then cProfile the 1-client app-service loop")
-    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        serve_main(args.serve)
-        return 0
 
     from api.app import create_app  # noqa: F401  (import cost outside the timings)
     from infra.logging import configure_logging

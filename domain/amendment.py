@@ -28,6 +28,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from domain import events as ev
+from domain.disclosure import EXPIRY_EVENTS, expiry_event_code
 from domain.drug_tests import VALIDITY_OF_RESULT, disagreement
 from domain.errors import InvalidValue, RuleViolation
 from domain.policy import ProgramPolicy
@@ -351,6 +352,9 @@ def _check_consent(e: ev.ConsentGiven, later: list[ev.ParticipantEvent]) -> None
     # that would turn a lawful disclosure into an unlawful one by a stroke of the pen.
     if e.expires_on is None and not e.expiry_event:
         raise InvalidValue("changes.expires_on", "a consent needs an expiry date or event")
+    if e.expires_on is None and expiry_event_code(e.expiry_event) is None:
+        raise InvalidValue("changes.expiry_event", "tcledger cannot see this event happen; "
+                           f"name one of {', '.join(EXPIRY_EVENTS)} or give expires_on too")
     for d in later:
         if isinstance(d, ev.DisclosureMade) and d.consent_id == e.consent_id \
                 and e.expires_on is not None and d.effective_on > e.expires_on:

@@ -9,6 +9,7 @@ commit in the same transaction as the events.
 from __future__ import annotations
 
 import copy
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -18,15 +19,22 @@ from datetime import date, datetime
 from typing import Any, Protocol, TypeVar, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+)
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     JSONTranscoder,
     Mapper,
     RecordConflictError,
+    Recording,
     Transcoding,
 )
 from eventsourcing.utils import get_topic
 
+from domain import community
 from domain import events as ev
 from domain.community import peer_links
 from domain.errors import (
@@ -56,15 +64,27 @@ Outcomes = Mapping[UUID, "WriteResult | DomainError"]
 RecordWithMany = Callable[[Outcomes], dict[str, Any]]
 
 T = TypeVar("T")
+log = logging.getLogger("tcledger.application")
 CONFLICT_RETRIES = 8  # then the caller hears 409 and may retry itself
 # A write of several records loses a race whenever any one of them moved: it may try more
 # often (about a second in all) before the caller hears 409.
 MANY_CONFLICT_RETRIES = 40
+SESSIONS_KEPT = 1000
 
 
 def _back_off(attempt: int) -> None:
     """Another process won the race: wait a little, at random, before reloading."""
     time.sleep(random.uniform(0, min(0.002 * (attempt + 1), 0.05)))
+
+
+class PeerDirectory(Protocol):
+    """Who the other record of a peer link is (infra.peers): None once either was erased."""
+
+    def resolve(self, link_id: str, sealed: str, holder: UUID) -> UUID | None: ...
+
+
+class _MentorshipsMoved(Exception):
+    """A record's open mentorships changed between looking them up and locking them."""
 
 
 class DataKeys(Protocol):
@@ -74,6 +94,18 @@ class DataKeys(Protocol):
 
     def check_readable(self, stream_id: UUID) -> None:
         """Raises ParticipantErased when the stream's key is gone, in any process."""
+
+
+class SnapshotStore(Protocol):
+    """Whole records kept at a version, so that a cold read need not replay every event.
+    A snapshot is only ever a starting point: the stream confirms it and adds what follows."""
+
+    def latest(self, stream_id: UUID) -> Participant | None: ...
+
+    def keep(self, participant: Participant) -> None:
+        """Stores a record as the stream replays it; never raises (a cache may fail)."""
+
+    def discard(self, stream_id: UUID) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -100,12 +132,24 @@ class TCLedger(Application[UUID]):
     env = {"COMPRESSOR_TOPIC": ""}
 
     def __init__(self, policies: PolicyBook, keys: DataKeys, env: dict[str, str] | None = None,
-                 mapper: Mapper[UUID] | None = None, live_records: int = 10000) -> None:
+                 mapper: Mapper[UUID] | None = None, live_records: int = 10000,
+                 peers: PeerDirectory | None = None) -> None:
         self.policies = policies
         self.keys = keys
+        self.peers = peers
         self._live: LiveRecords[Participant] = LiveRecords(live_records)
+        # A session is one immutable event: kept once read, so that rosters do not reload it.
+        self._sessions: LiveRecords[GroupSession] = LiveRecords(SESSIONS_KEPT)
         self._given_mapper = mapper
+        self._snapshot_store: SnapshotStore | None = None
+        self._snapshot_interval = 0
         super().__init__(env)
+
+    def keep_snapshots(self, store: SnapshotStore, every: int) -> None:
+        """Keeps a snapshot of a record each time `every` more events have been replayed
+        or written since the last one (0: never)."""
+        self._snapshot_store = store if every > 0 else None
+        self._snapshot_interval = every
 
     def construct_mapper(self) -> Mapper[UUID]:
         if self._given_mapper is not None:
@@ -116,6 +160,23 @@ class TCLedger(Application[UUID]):
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         transcoder.register(DateAsISO())
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """As the library's save, without asking typing protocols which objects are
+        aggregates (on Python 3.11 each such check costs more than encrypting an event):
+        ours are, and anything else goes the library's way."""
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for obj in objs:
+            if isinstance(obj, Aggregate):
+                processing_event.events.extend(obj.collect_events())
+                processing_event.aggregates[obj.id] = obj
+            else:
+                processing_event.collect_events(obj)
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        return recordings
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -130,6 +191,18 @@ class TCLedger(Application[UUID]):
         self.keys.check_readable(participant_id)
         with self._live.lock(participant_id):
             return view(self._current(participant_id, catch_up=True))
+
+    def read_known(self, participant_id: UUID, version: int,
+                   view: Callable[[Participant], T]) -> T:
+        """`read` for a caller that reads many records at once: it has checked in one query
+        that none is erased and found each stream's last `version` in another, so the record
+        held in memory is used as it is when it has that version (no query), and caught up
+        only when it is behind."""
+        with self._live.lock(participant_id):
+            participant = self._current(participant_id, catch_up=False)
+            if participant.version < version:
+                participant = self._current(participant_id, catch_up=True)
+            return view(participant)
 
     def participant_as_of(self, participant_id: UUID, recorded_by: datetime) -> Participant:
         """The record as it stood at a recorded time: later entries, even back-dated, left out."""
@@ -198,6 +271,9 @@ class TCLedger(Application[UUID]):
                         raise VersionMismatch(expected_version, participant.version)
                 try:
                     outcome = command(participant, self.policy_of(participant))
+                    if community.mentorships_ending(participant):
+                        self._live.drop(participant_id)  # decided again with the peers
+                        break
                     extra = outcome if isinstance(outcome, dict) else {}
                     return self._save(participant, extra, record_with)
                 except RecordConflictError:
@@ -208,7 +284,57 @@ class TCLedger(Application[UUID]):
                     self._live.drop(participant_id)
                     raise
             _back_off(attempt)
+        else:
+            raise AssertionError("unreachable")
+        return self._with_mentorship_peers(participant_id, command, expected_version, guard,
+                                           record_with)
+
+    def _with_mentorship_peers(self, participant_id: UUID, command: Command,
+                               expected_version: int | None, guard: Guard | None,
+                               record_with: RecordWith | None) -> WriteResult:
+        """A command that discharges a record with open mentorships: run over the record
+        and the other record of each mentorship, ending the mentorships on both sides in
+        the same transaction as the discharge (domain.community)."""
+        for attempt in range(MANY_CONFLICT_RETRIES):
+            peers = self.read(participant_id, self._mentorship_peers)
+            ids = [participant_id, *dict.fromkeys(p for p in peers.values() if p is not None)]
+            with self._locked(ids):
+                try:
+                    records = {pid: self._current(pid, catch_up=False) for pid in ids}
+                    participant = records.pop(participant_id)
+                    if self._mentorship_peers(participant) != peers:
+                        raise _MentorshipsMoved
+                    if guard is not None:
+                        guard(participant)
+                    if expected_version is not None and expected_version != participant.version:
+                        raise VersionMismatch(expected_version, participant.version)
+                    outcome = command(participant, self.policy_of(participant))
+                    community.end_mentorships_with_discharge(participant, {
+                        m: records[pid] for m, pid in peers.items() if pid is not None})
+                    extra = outcome if isinstance(outcome, dict) else {}
+                    # The record's own events last: the log position answered is its last.
+                    changed = [r for r in records.values() if r.pending_events]
+                    side = _side_of_many(record_with, participant, changed, extra)
+                    recordings = self.save(*changed, participant, **side)
+                    return WriteResult(participant_id, participant.version,
+                                       recordings[-1].notification.id, extra)
+                except (RecordConflictError, _MentorshipsMoved):
+                    for pid in ids:
+                        self._live.drop(pid)
+                    if attempt == MANY_CONFLICT_RETRIES - 1:
+                        raise
+                except BaseException:
+                    for pid in ids:
+                        self._live.drop(pid)
+                    raise
+            _back_off(attempt)
         raise AssertionError("unreachable")
+
+    def _mentorship_peers(self, p: Participant) -> dict[str, UUID | None]:
+        """The other record of each open mentorship, by mentorship (None: erased)."""
+        return {m["mentor_id"]: None if self.peers is None else
+                self.peers.resolve(m["link_id"], m["peer"], p.id)
+                for m in community.open_mentorships(p)}
 
     def execute_each(self, commands: Mapping[UUID, Command], *, guard: Guard | None = None,
                      record_with: RecordWithMany | None = None
@@ -287,27 +413,65 @@ class TCLedger(Application[UUID]):
 
     def hold_group(self, session: GroupSession,
                    record_with: RecordWith | None = None) -> WriteResult:
-        return self._save(session, {}, record_with)
+        result = self._save(session, {}, record_with)
+        self._sessions.put(session.id, session)
+        return result
+
+    def hold_peer_led_group(self, session: GroupSession, peer_id: UUID, by: Provenance, *,
+                            guard: Guard | None = None,
+                            record_with: RecordWith | None = None) -> WriteResult:
+        """A session a participant led: the session, and the leading on the peer's own
+        record, in one transaction (or neither, when the peer may not lead it)."""
+        with self._live.lock(peer_id):
+            try:
+                peer = self._current(peer_id, catch_up=True)
+                if guard is not None:
+                    guard(peer)
+                community.record_facilitation(peer, session.session, by=by)
+                side = record_with(session.id, session.version, {}) if record_with else {}
+                # The session's event last: the log position answered is the session's.
+                recordings = self.save(peer, session, **side)
+            except BaseException:
+                self._live.drop(peer_id)
+                raise
+        self._sessions.put(session.id, session)
+        return WriteResult(session.id, session.version, recordings[-1].notification.id, {})
 
     def group(self, group_id: UUID) -> GroupSession:
+        kept = self._sessions.get(group_id)
+        if kept is not None:
+            return kept
         try:
             session: object = self.repository.get(group_id)
         except (AggregateNotFoundError, ParticipantErased):
             raise NotFound("group", group_id) from None
         if not isinstance(session, GroupSession):
             raise NotFound("group", group_id)
+        self._sessions.put(group_id, session)
         return session
 
     def erase(self, participant_id: UUID, by: Provenance, reason: str,
-              record_with: RecordWith | None = None) -> WriteResult:
+              record_with: RecordWith | None = None,
+              record_peer: RecordWith | None = None) -> WriteResult:
         """Crypto-shreds a participant: the erasure is recorded on its own stream, then the
-        key is destroyed."""
+        key is destroyed. `record_peer`: side records of the write that ends an open
+        mentorship on the other record."""
+        def erasable_peers(p: Participant) -> dict[str, UUID | None]:
+            p.check_erasable()
+            return self._mentorship_peers(p)
+
+        # Its open mentorships end first on the other records, which outlive it.
+        for mentor_id, peer in self.read(participant_id, erasable_peers).items():
+            if peer is not None:
+                self.execute(peer, _ending_for_erased(mentor_id, by), record_with=record_peer)
         with self._live.lock(participant_id):
             participant = self.participant(participant_id)
             participant.check_erasable()
             record = ErasureRecord.create(participant_id, participant.version, by, reason)
             result = self._save(record, {}, record_with)
             self.keys.destroy_data_key(participant_id)
+            if self._snapshot_store is not None:
+                self._snapshot_store.discard(participant_id)
             for link in peer_links(participant.history):
                 # Each peer's record keeps the fact, but no longer who it was with.
                 self.keys.destroy_data_key(UUID(link))
@@ -346,13 +510,69 @@ class TCLedger(Application[UUID]):
             yield cast(ev.ParticipantEvent, event)
 
     def _load(self, participant_id: UUID, version: int | None = None) -> Participant:
-        """Replays the stream: each event folds itself in (no per-event protocol checks)."""
-        participant: Any = None
-        for event in self._stream(participant_id, lte=version):
-            participant = event.mutate(participant)
+        """Replays the stream: each event folds itself in (no per-event protocol checks).
+
+        A kept snapshot starts the fold only when the stream confirms it (its last event is
+        the stream's event at that version); otherwise the whole stream is replayed. A long
+        replay leaves a snapshot for the next cold read."""
+        start = self._snapshot(participant_id, version)
+        participant, replayed = self._fold(participant_id, start, version)
+        if participant is None and start is not None:
+            log.warning("snapshot_disowned", extra={"stream_id": str(participant_id)})
+            participant, replayed = self._fold(participant_id, None, version)
         if not isinstance(participant, Participant):
             raise ParticipantNotFound(participant_id)
+        if version is None and self._snapshot_store is not None \
+                and replayed >= self._snapshot_interval:
+            self._snapshot_store.keep(participant)
         return participant
+
+    def _snapshot(self, participant_id: UUID, version: int | None) -> Participant | None:
+        if self._snapshot_store is None:
+            return None
+        found = self._snapshot_store.latest(participant_id)
+        if found is None or (version is not None and found.version > version):
+            return None
+        return found
+
+    def _fold(self, participant_id: UUID, start: Participant | None,
+              version: int | None) -> tuple[Participant | None, int]:
+        """The record folded from `start` (or from nothing) and how many events that took;
+        (None, 0) when the stream does not confirm `start`."""
+        participant: Any = start
+        confirmed = start is None
+        replayed = 0
+        gt = None if start is None else start.version - 1
+        for event in self._stream(participant_id, gt=gt, lte=version):
+            if not confirmed:
+                assert start is not None
+                if event.originator_version != start.version or event != start.last_event:
+                    return None, 0
+                confirmed = True
+                continue
+            participant = event.mutate(participant)
+            replayed += 1
+        return (participant, replayed) if confirmed else (None, 0)
+
+    def _take_snapshots(self, processing_event: Any) -> None:
+        """After a save: a record whose version passed a multiple of the interval gets a
+        snapshot, made from the stream (as a cold read would fold it), not from memory."""
+        super()._take_snapshots(processing_event)
+        every = self._snapshot_interval
+        if self._snapshot_store is None:
+            return
+        saved: dict[Any, int] = {}
+        for event in processing_event.events:
+            saved[event.originator_id] = saved.get(event.originator_id, 0) + 1
+        for stream_id, aggregate in processing_event.aggregates.items():
+            if not isinstance(aggregate, Participant):
+                continue
+            before = aggregate.version - saved.get(stream_id, 0)
+            if aggregate.version // every > before // every:
+                try:
+                    self._load(UUID(str(stream_id)))  # keeps one if the replay was long
+                except Exception:  # the events are saved; a missing snapshot costs time only
+                    log.warning("snapshot_failed", exc_info=True)
 
     def _locked(self, ids: Sequence[UUID]) -> ExitStack:
         stack = ExitStack()
@@ -378,3 +598,22 @@ class TCLedger(Application[UUID]):
         recordings = self.save(aggregate, **side)
         position = recordings[-1].notification.id if recordings else 0
         return WriteResult(aggregate.id, aggregate.version, position, extra)
+
+
+def _side_of_many(record_with: RecordWith | None, participant: Participant,
+                  others: list[Participant], extra: dict[str, Any]) -> dict[str, Any]:
+    """Side records of a command on `participant` that also wrote on `others`: its own,
+    and each other record's access log entry."""
+    if record_with is None:
+        return {}
+    side = record_with(participant.id, participant.version, extra)
+    for other in others:
+        also = record_with(other.id, other.version, extra).get("also", [])
+        side["also"] = [*side.get("also", []), *also]
+    return side
+
+
+def _ending_for_erased(mentor_id: str, by: Provenance) -> Command:
+    def end(p: Participant, _: ProgramPolicy) -> None:
+        community.end_mentorship_of_erased_peer(p, mentor_id, by)
+    return end

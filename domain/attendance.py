@@ -25,9 +25,11 @@ Line = tuple[str, str, str]  # day (ISO), kind, status
 
 
 def line_of(entry: Mapping[str, Any]) -> Line:
-    """A record's attendance entry as a line, its day taken in UTC like "today"."""
-    held = datetime.fromisoformat(entry["held_at"]).astimezone(UTC)
-    return held.date().isoformat(), entry["kind"], entry["status"]
+    """A record's attendance entry as a line, its day taken in UTC like "today" (the fold
+    keeps it in the entry: views derive every line of a record at each change)."""
+    day = entry.get("day") or datetime.fromisoformat(entry["held_at"]).astimezone(UTC) \
+        .date().isoformat()
+    return day, entry["kind"], entry["status"]
 
 
 def window(admitted_on: date | None, today: date) -> tuple[date, int]:

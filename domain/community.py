@@ -12,13 +12,13 @@ record keeps the fact ("a pull-up from a peer") but no longer who it was.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from domain import attendance
 from domain import events as ev
-from domain.amendment import amendments, live_entries
 from domain.errors import InvalidValue, NotFound, RuleViolation
 from domain.policy import ProgramPolicy
 from domain.provenance import Provenance, new_id
@@ -56,6 +56,12 @@ class PeerSeal:
     sealed: str
 
 
+# Makes the link between two records when called: the rules call it only once they have
+# passed, so that a refused command leaves no link key behind. `seals()` answers the peer
+# as the first record holds it, then the first as the peer's record holds it.
+Seals = Callable[[], tuple[PeerSeal, PeerSeal]]
+
+
 # --- attendance ------------------------------------------------------------------------
 
 def record_attendance(p: Participant, session: Session, *, by: Provenance, status: str,
@@ -82,13 +88,23 @@ def record_attendance(p: Participant, session: Session, *, by: Provenance, statu
     return True
 
 
+def record_facilitation(p: Participant, session: Session, *, by: Provenance) -> None:
+    """A resident leading a peer-led session: recorded on their own record, with the
+    session. The peer must be active in the session's facility at its time."""
+    p._active_at(session.held_at, by)
+    if facility_at(p, session.held_at) != session.facility:
+        raise RuleViolation("facilitator-not-in-facility",
+                            "a peer facilitator is a participant of the session's facility "
+                            "at its time")
+    p.trigger_event(ev.GroupFacilitated, **by.event_fields("", session.held_at),
+                    group_id=session.group_id, kind=session.kind, facility=session.facility,
+                    held_at=session.held_at)
+
+
 def facility_at(p: Participant, at: datetime) -> str | None:
-    """Where the record placed the participant at a time: admission, then transfers."""
-    placed: list[tuple[datetime, int, str]] = []
-    for e in live_entries(p.history, *amendments(p.history)):
-        if isinstance(e, ev.ParticipantAdmitted | ev.ParticipantTransferred):
-            placed.append((e.effective_at, e.originator_version, e.facility))
-    before = [f for when, _, f in sorted(placed) if when <= at]
+    """Where the record placed the participant at a time: admission, then transfers (a
+    transfer entered late takes effect from its own effective time)."""
+    before = [f for when, _, f in sorted(p.state.placements) if when <= at]
     return before[-1] if before else None
 
 
@@ -114,8 +130,7 @@ def stage_requirement(policy: ProgramPolicy, stage_code: str) -> dict[str, int]:
 
 def record_peer_feedback(receiver: Participant, giver: Participant, *, by: Provenance,
                          kind: str, behaviour: str, observed_at: datetime, reason: str,
-                         seals: tuple[PeerSeal, PeerSeal],
-                         infraction_id: str | None = None) -> str:
+                         seals: Seals, infraction_id: str | None = None) -> str:
     """A pull-up or affirmation from `giver` to `receiver`, on both records. `seals`: the
     giver as the receiver's record holds it, then the receiver as the giver's does."""
     if kind not in FEEDBACK_KINDS:
@@ -133,9 +148,9 @@ def record_peer_feedback(receiver: Participant, giver: Participant, *, by: Prove
             raise InvalidValue("infraction_id", "only a pull-up becomes an infraction")
         if infraction_id not in receiver.state.infractions:
             raise NotFound("infraction", infraction_id)
-    feedback_id = new_id()
-    for side, p, seal, infraction in (("received", receiver, seals[0], infraction_id),
-                                      ("given", giver, seals[1], None)):
+    feedback_id, (held, holding) = new_id(), seals()
+    for side, p, seal, infraction in (("received", receiver, held, infraction_id),
+                                      ("given", giver, holding, None)):
         p.trigger_event(ev.PeerFeedbackRecorded, **by.event_fields(reason, observed_at),
                         feedback_id=feedback_id, kind=kind, side=side, link_id=seal.link_id,
                         peer=seal.sealed, behaviour=behaviour, observed_at=observed_at,
@@ -144,8 +159,7 @@ def record_peer_feedback(receiver: Participant, giver: Participant, *, by: Prove
 
 
 def assign_mentor(mentee: Participant, mentor: Participant, policy: ProgramPolicy, *,
-                  by: Provenance, at: datetime, reason: str,
-                  seals: tuple[PeerSeal, PeerSeal]) -> str:
+                  by: Provenance, at: datetime, reason: str, seals: Seals) -> str:
     """A senior resident mentoring a newer one, on both records. `seals`: the mentor as the
     mentee's record holds it, then the mentee as the mentor's does."""
     _two_people(mentee, mentor, "mentor_participant_id")
@@ -162,8 +176,8 @@ def assign_mentor(mentee: Participant, mentor: Participant, policy: ProgramPolic
            for m in mentee.state.mentorships.values()):
         raise RuleViolation("mentor-already-assigned",
                             "the participant has a mentor; end that mentorship first")
-    mentor_id = new_id()
-    for side, p, seal in (("mentee", mentee, seals[0]), ("mentor", mentor, seals[1])):
+    mentor_id, (held, holding) = new_id(), seals()
+    for side, p, seal in (("mentee", mentee, held), ("mentor", mentor, holding)):
         p.trigger_event(ev.MentorAssigned, **by.event_fields(reason, at), mentor_id=mentor_id,
                         side=side, link_id=seal.link_id, peer=seal.sealed)
     return mentor_id
@@ -182,6 +196,57 @@ def end_mentor(p: Participant, *, by: Provenance, mentor_id: str, at: datetime,
     if at.date().isoformat() < mentorship["started_on"]:
         raise InvalidValue("ended_on", "must not be before the mentorship started")
     p.trigger_event(ev.MentorEnded, **by.event_fields(reason, at), mentor_id=mentor_id)
+
+
+def open_mentorships(p: Participant) -> list[dict[str, Any]]:
+    return [m for m in p.state.mentorships.values() if m["ended_on"] is None]
+
+
+def mentorships_ending(p: Participant) -> list[dict[str, Any]]:
+    """The open mentorships that a discharge this command is recording ends."""
+    return open_mentorships(p) if _pending_discharge(p) is not None else []
+
+
+def end_mentorships_with_discharge(p: Participant, peers: Mapping[str, Participant]) -> None:
+    """A mentorship lasts only while both are in the program: a discharge ends each open
+    mentorship of the record, on its own record and on the other's (`peers`, by
+    mentorship; absent when that record was erased), with the discharge's date and
+    author, so that no record goes on naming a discharged mentor or mentee."""
+    discharge = _pending_discharge(p)
+    if discharge is None:
+        return
+    by = Provenance(discharge.actor_id, discharge.actor_role, discharge.source,
+                    discharge.correlation_id, discharge.causation_id, now=discharge.timestamp)
+    for m in open_mentorships(p):
+        # A discharge entered with an earlier date ends it no earlier than it began.
+        at = max(discharge.effective_at, _start_of(m["started_on"]))
+        end_mentor(p, by=by, mentor_id=m["mentor_id"], at=at,
+                   reason="ended with this participant's discharge")
+        _end_other_side(peers.get(m["mentor_id"]), m["mentor_id"], by, at,
+                        "ended with the other participant's discharge")
+
+
+def end_mentorship_of_erased_peer(p: Participant, mentor_id: str, by: Provenance) -> None:
+    """Ends, on the surviving record, a mentorship whose other record is being erased."""
+    m = p.state.mentorships.get(mentor_id)
+    if m is not None:
+        _end_other_side(p, mentor_id, by, max(by.now, _start_of(m["started_on"])),
+                        "ended: the other participant's record was erased")
+
+
+def _end_other_side(p: Participant | None, mentor_id: str, by: Provenance, at: datetime,
+                    reason: str) -> None:
+    m = None if p is None else p.state.mentorships.get(mentor_id)
+    if p is not None and m is not None and m["ended_on"] is None:
+        end_mentor(p, by=by, mentor_id=mentor_id, at=at, reason=reason)
+
+
+def _pending_discharge(p: Participant) -> ev.Discharged | None:
+    return next((e for e in reversed(p.pending_events) if isinstance(e, ev.Discharged)), None)
+
+
+def _start_of(day: str) -> datetime:
+    return datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC)
 
 
 def peer_links(history: list[ev.ParticipantEvent]) -> list[str]:

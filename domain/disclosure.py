@@ -15,8 +15,10 @@ see that entry, carrying only the corrected fields that the entry's disclosure c
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 from domain import events as ev
@@ -83,6 +85,7 @@ DISCLOSABLE: dict[str, Disclosable] = {
     # kind and a date, never the peer (another participant) or the behaviour described.
     "GroupAttended": Disclosable("treatment-participation", ("kind", "held_at", "status")),
     "GroupMissed": Disclosable("treatment-participation", ("kind", "held_at", "status")),
+    "GroupFacilitated": Disclosable("treatment-participation", ("kind", "held_at")),
     "PeerFeedbackRecorded": Disclosable("treatment-participation", (
         "feedback_id", "kind", "side")),
     "MentorAssigned": Disclosable("treatment-participation", ("mentor_id", "side")),
@@ -115,21 +118,144 @@ class Disclosure:
 
 def same_recipient(named: str, recipient: str) -> bool:
     """A consent names a recipient in words: case and spacing do not make another one."""
-    return " ".join(named.split()).casefold() == " ".join(recipient.split()).casefold()
+    return _recipient(named) == _recipient(recipient)
 
 
-def permitted_categories(consents: list[dict[str, Any]], recipient: str,
-                         subscribed: frozenset[str]) -> dict[str, str]:
-    """Category → the id of a consent (of those given, still in force) that allows this
-    recipient to receive it, for the categories the recipient subscribed to."""
-    permitted: dict[str, str] = {}
+@lru_cache(maxsize=4096)
+def _recipient(named: str) -> str:
+    return " ".join(named.split()).casefold()
+
+
+# --- consents in force --------------------------------------------------------------------
+#
+# 42 CFR §2.31(a)(6): a consent names an expiration date, event or condition. A date ends
+# it after that day. An event ends it as below; tcledger must be able to see the event in
+# the record, so a consent whose only end is an event it cannot see ("end of parole
+# supervision") is refused when given and, if one was stored before, discloses nothing.
+
+RELEASE_TYPES = frozenset({"administrative-release", "administrative-parole"})
+EXPIRY_EVENTS: dict[str, str] = {
+    "discharge": "the participant's discharge from the program, of any type",
+    "release": "a discharge that releases the participant from custody "
+               f"({', '.join(sorted(RELEASE_TYPES))})",
+}
+_EXPIRY_WORDS = {
+    "discharge": "discharge", "discharged": "discharge",
+    "discharge from the program": "discharge", "program discharge": "discharge",
+    "end of treatment": "discharge", "completion of treatment": "discharge",
+    "treatment completion": "discharge", "program completion": "discharge",
+    "completion of the program": "discharge", "end of program": "discharge",
+    "release": "release", "released": "release", "release from custody": "release",
+    "release to parole": "release", "release from prison": "release",
+}
+
+
+def expiry_event_code(named: str | None) -> str | None:
+    """The expiry event a consent's words name (`discharge`, `release`), or None when
+    tcledger cannot see that event happen."""
+    if not named:
+        return None
+    words = " ".join(named.replace("-", " ").replace("_", " ").split()).casefold()
+    return _EXPIRY_WORDS.get(words)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """Where an expiry event ended a consent: nothing recorded after the entry at
+    `version` is covered, and nothing is disclosed under it after the day `on`."""
+
+    version: int
+    on: date
+
+
+def ending_of(code: str, discharge: dict[str, Any] | None,
+              history: Sequence[ev.ParticipantEvent]) -> Ending | None:
+    """The entry of this record that ends consents given until `code`, if it happened.
+    `discharge` is the record's current discharge (corrections applied; None if voided)."""
+    if discharge is None or (code == "release" and discharge["type"] not in RELEASE_TYPES):
+        return None
+    for event in reversed(history):
+        if isinstance(event, ev.Discharged):
+            # The day it was recorded: a discharge entered late still reaches the recipient
+            # that day, as the consent's purpose intends.
+            return Ending(event.originator_version, event.timestamp.date())
+    return None
+
+
+@dataclass(frozen=True)
+class Grant:
+    consent_id: str
+    through_version: int | None  # entries after this one are not covered (None: all)
+
+
+class Permissions:
+    """What one recipient may receive of one record today: category → the consents that
+    allow it, and up to which entry."""
+
+    def __init__(self, grants: dict[str, list[Grant]]) -> None:
+        self._grants = grants
+
+    def __bool__(self) -> bool:
+        return bool(self._grants)
+
+    @property
+    def categories(self) -> frozenset[str]:
+        return frozenset(self._grants)
+
+    def consent_for(self, category: str, version: int) -> str | None:
+        """The id of a consent that covers this entry of this category, or None."""
+        for grant in self._grants.get(category, ()):
+            if grant.through_version is None or version <= grant.through_version:
+                return grant.consent_id
+        return None
+
+
+def permissions(consents: Iterable[dict[str, Any]], recipient: str,
+                subscribed: frozenset[str], today: date, discharge: dict[str, Any] | None,
+                history: Sequence[ev.ParticipantEvent]) -> Permissions:
+    """The categories this recipient subscribed to that the record's consents in force
+    today allow it to receive: not revoked, not past their date, not ended by their event."""
+    grants: dict[str, list[Grant]] = {}
+    endings: dict[str, Ending | None] = {}
+    wanted, on = _recipient(recipient), today.isoformat()
     for consent in consents:
-        if not same_recipient(consent["recipient"], recipient):
+        if consent["revoked_on"] is not None or _recipient(consent["recipient"]) != wanted:
             continue
+        expires_on = consent["expires_on"]
+        if expires_on is not None and expires_on < on:  # ISO dates compare as text
+            continue
+        through: int | None = None
+        if consent.get("expiry_event"):
+            code = expiry_event_code(consent["expiry_event"])
+            if code is None and expires_on is None:
+                continue  # an end tcledger cannot see: not in force for it
+            if code is not None:
+                if code not in endings:
+                    endings[code] = ending_of(code, discharge, history)
+                ending = endings[code]
+                if ending is not None:
+                    if ending.on < today:
+                        continue
+                    through = ending.version
         for category in consent["categories"]:
             if category in subscribed:
-                permitted.setdefault(category, consent["consent_id"])
-    return permitted
+                grants.setdefault(category, []).append(Grant(consent["consent_id"], through))
+    for found in grants.values():
+        found.sort(key=lambda g: g.through_version is not None)  # unbounded ones first
+    return Permissions(grants)
+
+
+def category_of(history: Sequence[ev.ParticipantEvent], event: ev.ParticipantEvent
+                ) -> str | None:
+    """The consent category an event of this history would be disclosed under, or None
+    when it never leaves: cheap, for passing over what a recipient may not see."""
+    if isinstance(event, ev.EntryCorrected | ev.EntryVoided):
+        version = event.supersedes_version
+        if not 1 <= version <= len(history):
+            return None
+        event = history[version - 1]
+    rule = DISCLOSABLE.get(type(event).__name__)
+    return rule.category if rule is not None else None
 
 
 def disclosure_of(history: list[ev.ParticipantEvent], event: ev.ParticipantEvent
@@ -176,7 +302,12 @@ def _disclosed_changes(changes: dict[str, Any], rule: Disclosable) -> dict[str, 
     return disclosed
 
 
+_PLAIN = frozenset({str, int, float, bool})
+
+
 def jsonable(value: Any) -> Any:
+    if value is None or type(value) in _PLAIN:  # most fields: nothing to convert
+        return value
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, dict):

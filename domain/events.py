@@ -11,7 +11,7 @@ command derived from others, which a correction re-derives instead (see `domain.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.domain import Aggregate
@@ -86,6 +86,7 @@ class ParticipantAdmitted(Aggregate.Created, ParticipantEvent):
 
     def evolve(self, s: ParticipantState) -> None:
         s.program, s.facility, s.unit = self.program, self.facility, self.unit
+        s.placements.append((self.effective_at, self.originator_version, self.facility))
         s.external_ids = {k: dict(v) for k, v in self.external_ids.items()}
         s.given_name, s.family_name = self.given_name, self.family_name
         s.date_of_birth, s.admitted_on = self.date_of_birth, self.admitted_on
@@ -115,6 +116,7 @@ class ParticipantTransferred(ParticipantEvent):
 
     def evolve(self, s: ParticipantState) -> None:
         s.facility, s.unit = self.facility, self.unit
+        s.placements.append((self.effective_at, self.originator_version, self.facility))
 
 
 class ReleaseDateChanged(ParticipantEvent):
@@ -489,7 +491,8 @@ class GroupAttendanceEvent(ParticipantEvent):
     def evolve(self, s: ParticipantState) -> None:
         s.attendance[self.group_id] = {
             "group_id": self.group_id, "kind": self.kind, "held_at": self.held_at.isoformat(),
-            "status": self.status, "note": self.note}
+            "day": self.held_at.astimezone(UTC).date().isoformat(),  # as attendance counts it
+            "facility": self.facility, "status": self.status, "note": self.note}
 
 
 class GroupAttended(GroupAttendanceEvent):
@@ -498,6 +501,22 @@ class GroupAttended(GroupAttendanceEvent):
 
 class GroupMissed(GroupAttendanceEvent):
     """Excused or absent from a group session."""
+
+
+class GroupFacilitated(ParticipantEvent):
+    """Led a peer-led group session: a fact of the peer's own record, since the session
+    itself holds no personal data."""
+
+    group_id: str
+    kind: str
+    facility: str
+    held_at: datetime
+
+    requires_reason = False
+
+    def evolve(self, s: ParticipantState) -> None:
+        s.groups_facilitated[self.group_id] = {
+            "group_id": self.group_id, "kind": self.kind, "held_at": self.held_at.isoformat()}
 
 
 class PeerFeedbackRecorded(ParticipantEvent):

@@ -9,6 +9,7 @@ history with the superseded entry changed or left out.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, get_type_hints
 
@@ -18,6 +19,7 @@ from domain import events as ev
 from domain.amendment import amendments, fold_entries, live_entries, plan_correction, plan_void
 from domain.coercion import coerce_changes
 from domain.community import RECOVERY_SUPPORT_KINDS
+from domain.disclosure import EXPIRY_EVENTS, expiry_event_code
 from domain.drug_tests import (
     RESULTS,
     REVIEW_OUTCOMES,
@@ -51,8 +53,36 @@ class Participant(Aggregate):
 
     def __init__(self) -> None:
         self.state = ParticipantState()
-        self.history: list[ev.ParticipantEvent] = []
+        self._history: list[ev.ParticipantEvent] | None = []
+        self._earlier: Callable[[], list[ev.ParticipantEvent]] | None = None
+        self._last: ev.ParticipantEvent | None = None
         self.amended: dict[int, str] = {}
+
+    @property
+    def history(self) -> list[ev.ParticipantEvent]:
+        """Every event of the record, in order. A record restored from a snapshot decodes
+        its events only when first asked for them: showing the record needs its state only."""
+        history = self._history
+        if history is None:
+            assert self._earlier is not None
+            history = self._history = self._earlier()
+            self._earlier = self._last = None
+        return history
+
+    @history.setter
+    def history(self, events: list[ev.ParticipantEvent]) -> None:
+        self._history, self._earlier, self._last = events, None, None
+
+    def defer_history(self, load: Callable[[], list[ev.ParticipantEvent]],
+                      last: ev.ParticipantEvent) -> None:
+        """Restored from a snapshot: `load` decodes the events when they are first needed."""
+        self._history, self._earlier, self._last = None, load, last
+
+    @property
+    def last_event(self) -> ev.ParticipantEvent | None:
+        if self._history is None:
+            return self._last
+        return self._history[-1] if self._history else None
 
     def take(self, event: ev.ParticipantEvent) -> None:
         self.history.append(event)
@@ -67,7 +97,9 @@ class Participant(Aggregate):
         clone = object.__new__(Participant)
         clone.__dict__.update(self.__dict__)
         clone.state = copy.deepcopy(self.state, memo)
-        clone.history = list(self.history)
+        if self._history is not None:
+            clone.history = list(self.history)
+        # else: still undecoded, and the copy decodes its own list when it needs one
         clone.amended = dict(self.amended)
         clone._pending_events = list(self._pending_events)
         return clone
@@ -504,6 +536,9 @@ class Participant(Aggregate):
                                    f"one of {CONSENT_CATEGORIES}")
         if expires_on is None and not expiry_event:
             raise InvalidValue("expires_on", "a consent needs an expiry date or event")
+        if expires_on is None and expiry_event_code(expiry_event) is None:
+            raise InvalidValue("expiry_event", "tcledger cannot see this event happen; name "
+                               f"one of {', '.join(EXPIRY_EVENTS)} or give expires_on too")
         if expires_on is not None and expires_on < by.now.date():
             raise InvalidValue("expires_on", "must not be in the past")
         consent_id = new_id()

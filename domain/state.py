@@ -8,7 +8,7 @@ Sub-records are plain dicts of JSON-ready values: they are what the API and the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 
@@ -17,6 +17,10 @@ class ParticipantState:
     program: str = ""
     facility: str = ""
     unit: str = ""
+    # Where the record placed the participant and from when: (effective_at, version,
+    # facility), from the admission and each transfer (neither can be voided or change
+    # facility by correction). Internal: what a roster checks a line against.
+    placements: list[tuple[datetime, int, str]] = field(default_factory=list)
     counselor_id: str | None = None
     external_ids: dict[str, dict[str, str]] = field(default_factory=dict)
     given_name: str = ""
@@ -46,6 +50,7 @@ class ParticipantState:
     aftercare_handoffs: list[dict[str, Any]] = field(default_factory=list)
     amendments: dict[str, dict[str, Any]] = field(default_factory=dict)
     attendance: dict[str, dict[str, Any]] = field(default_factory=dict)
+    groups_facilitated: dict[str, dict[str, Any]] = field(default_factory=dict)
     peer_feedback: dict[str, dict[str, Any]] = field(default_factory=dict)
     mentorships: dict[str, dict[str, Any]] = field(default_factory=dict)
     follow_ups: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -133,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
             return int(importlib.import_module("audit.cli").run(services, args))
         if args.command == "db":
             return _db(services, args)
-        if args.command == "integrations":
+        if args.command in ("integrations", "webhooks"):
             return int(importlib.import_module("integrations.cli").run(services, args))
         count = services.keys.rotate(KeyEncryptionKey.from_file(args.new_kek_file))
         print(f"re-wrapped {count} data keys; now point TCLEDGER_KEK_FILE at the new key")
@@ -168,11 +168,14 @@ APPEND_ONLY = ("tcledger_ledger_leaves", "tcledger_ledger_nodes", "tcledger_ledg
 def _db(services: Any, args: argparse.Namespace) -> int:
     if args.action == "migrate":
         # Every table is made by the objects that use it.
-        runner = importlib.import_module("projections.wiring").build_runner(services)
+        integrations = importlib.import_module("integrations.wiring")
+        webhooks = integrations.build_webhooks(services)
+        runner = importlib.import_module("projections.wiring").build_runner(
+            services, extra=[webhooks.outbox])
         audit = importlib.import_module("audit.wiring")
         audit.build_ledger(services)
         audit.build_access_log(services)
-        importlib.import_module("integrations.wiring").build_integrations(services, runner)
+        integrations.build_integrations(services, runner, webhooks)
         print("every table is in place", file=sys.stderr)
         return 0
     if not services.settings.uses_postgres:
@@ -203,7 +206,11 @@ def _db(services: Any, args: argparse.Namespace) -> int:
 
 def _projections(services: Any, args: argparse.Namespace) -> int:
     # The runner lives in projections/, which builds on infra: imported when asked for.
-    runner = importlib.import_module("projections.wiring").build_runner(services)
+    # The webhook outbox (integrations/) runs with the views, in the same transactions.
+    integrations = importlib.import_module("integrations.wiring")
+    webhooks = integrations.build_webhooks(services)
+    runner = importlib.import_module("projections.wiring").build_runner(
+        services, extra=[webhooks.outbox])
     if args.action == "status":
         for p in runner.status():
             print(f"{p['name']}\tposition {p['position']}\tlag {p['lag']}")
@@ -219,13 +226,18 @@ def _projections(services: Any, args: argparse.Namespace) -> int:
     audit = importlib.import_module("audit.wiring")
     keeper = audit.build_keeper(audit.build_ledger(services), services.settings,
                                 audit.build_access_log(services))
-    print("keeping the views and the audit ledger current; Ctrl-C stops", file=sys.stderr)
+    worker = integrations.build_webhook_worker(services, webhooks, audit.build_access_log(
+        services))
+    print("keeping the views and the audit ledger current, delivering webhooks; Ctrl-C "
+          "stops", file=sys.stderr)
     runner.start()
     keeper.start()
+    worker.start(services.settings.webhook_poll_interval)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        worker.close()
         keeper.stop()
         runner.stop()
     return 0
@@ -244,7 +256,8 @@ def _rebuild(runner: Any, args: argparse.Namespace) -> int:
                 raise SystemExit(3)
         runner.rebuild_part(args.only.split(","), args.part or 0, progress=orphaned)
         return 0
-    names = [args.name] if args.name else list(runner.projections)
+    names = [args.name] if args.name else [
+        n for n, p in runner.projections.items() if getattr(p, "rebuildable", True)]
     children: list[subprocess.Popen[bytes]] = []
 
     def helper(split: list[str], index: int) -> Callable[[], object]:

@@ -18,7 +18,7 @@ from uuid import UUID, uuid4
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from domain.community import PeerSeal
+from domain.community import PeerSeal, Seals
 from domain.errors import ParticipantErased
 from infra.keys import NONCE_BYTES, KeyError_, KeyStore
 
@@ -35,6 +35,18 @@ class PeerLinks:
         key = self.keys.system_key(link_id)
         return (PeerSeal(str(link_id), _seal(key, link_id, holder=first, peer=second)),
                 PeerSeal(str(link_id), _seal(key, link_id, holder=second, peer=first)))
+
+    def deferred(self, first: UUID, second: UUID) -> Seals:
+        """`link`, made when first called (once a command's rules have passed: a refused
+        command leaves no key) and the same link on every later call (a command retried
+        after losing a race makes no second key)."""
+        made: list[tuple[PeerSeal, PeerSeal]] = []
+
+        def seals() -> tuple[PeerSeal, PeerSeal]:
+            if not made:
+                made.append(self.link(first, second))
+            return made[0]
+        return seals
 
     def resolve(self, link_id: str, sealed: str, holder: UUID) -> UUID | None:
         """The peer's id, or None once either side was erased (the link key is gone)."""

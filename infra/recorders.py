@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -22,6 +22,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 from psycopg import ClientCursor
 from psycopg.pq import TransactionStatus
+from psycopg.rows import args_row
 from psycopg.sql import SQL, Composable, Identifier, Literal
 
 from infra.group_commit import Append, GroupCommitter
@@ -45,6 +46,16 @@ INSERT_IDEMPOTENCY = (
     " VALUES ({p}, {p}, {p}, {p}, {p}, {p})")
 
 IMMUTABLE_MESSAGE = "tcledger: stored events are immutable"
+
+
+class LogEntry(NamedTuple):
+    """A log position and the event it holds, without the event: for readers that pass
+    over most entries or hold the decoded events already."""
+
+    id: int
+    originator_id: UUID
+    originator_version: int
+    topic: str
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,27 @@ class SQLiteEventRecorder(SQLiteApplicationRecorder):
             c.execute(INSERT_IDEMPOTENCY.format(p="?"), record.row(ids[-1] if ids else None))
         return ids
 
+    def select_entries(self, after: int, limit: int, topics: Sequence[str]) -> list[LogEntry]:
+        """The log's entries of these topics after a position, in order, without payloads."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT rowid, originator_id, originator_version, topic FROM"
+                      f" {self.events_table_name} WHERE rowid > ? AND topic IN"
+                      f" ({', '.join('?' * len(topics))}) ORDER BY rowid LIMIT ?",
+                      [after, *topics, limit])
+            return [LogEntry(row[0], UUID(row[1]), row[2], row[3]) for row in c.fetchall()]
+
+    def last_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """The last version of each of these streams that has one, in one read per 500."""
+        found: dict[UUID, int] = {}
+        ids = [s.hex for s in stream_ids]
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                c.execute(f"SELECT originator_id, max(originator_version) FROM"
+                          f" {self.events_table_name} WHERE originator_id IN"
+                          f" ({', '.join('?' * len(chunk))}) GROUP BY originator_id", chunk)
+                found.update((UUID(row[0]), row[1]) for row in c.fetchall())
+        return found
 
     def positions(self, stream_id: UUID) -> dict[int, int]:
         """Global log position of each version of a stream."""
@@ -108,6 +140,7 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         self._group = GroupCommitter(self._write_batch)
         self._insert_statements: dict[tuple[int, bool], Composable] = {}
+        self._statement_texts: dict[tuple[Any, ...], bytes] = {}
         # Appenders take one transaction-scoped advisory lock, so that the global order of
         # notification ids is the order of commits (a reader that asks for everything after
         # the last id it saw can never miss a later commit). The library's LOCK TABLE ... IN
@@ -143,6 +176,32 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
                 table=table, function=function),
         ])
 
+    def select_entries(self, after: int, limit: int, topics: Sequence[str]) -> list[LogEntry]:
+        """The log's entries of these topics after a position, in order, without payloads."""
+        with self.datastore.transaction(commit=False) as curs:
+            entries = curs.connection.cursor(row_factory=args_row(LogEntry))
+            # Made straight from each row: no dict per row (thousands per page).
+            entries.execute(SQL(
+                "SELECT notification_id, originator_id, originator_version, topic"
+                " FROM {schema}.{table} WHERE notification_id > %s AND topic = ANY(%s)"
+                " ORDER BY notification_id LIMIT %s"
+            ).format(schema=Identifier(self.datastore.schema),
+                     table=Identifier(self.events_table_name)),
+                (after, list(topics), limit), prepare=True)
+            return entries.fetchall()
+
+    def last_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """The last version of each of these streams that has one, in one read (each a
+        one-row backward scan of the primary key)."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL(
+                "SELECT s.id, (SELECT max(originator_version) FROM {schema}.{table}"
+                " WHERE originator_id = s.id) AS version FROM unnest(%s::uuid[]) AS s(id)"
+            ).format(schema=Identifier(self.datastore.schema),
+                     table=Identifier(self.events_table_name)), (list(stream_ids),))
+            return {row["id"]: row["version"] for row in curs.fetchall()
+                    if row["version"] is not None}
+
     def positions(self, stream_id: UUID) -> dict[int, int]:
         """Global log position of each version of a stream."""
         with self.datastore.transaction(commit=False) as curs:
@@ -165,29 +224,30 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
         """One round trip: BEGIN, lock, each append's rows and side records, COMMIT.
 
         Sent as one multi-statement simple query with client-side binding: a pipeline of
-        prepared statements costs more in psycopg's Python than the database spends.
+        prepared statements costs more in psycopg's Python than the database spends. Each
+        statement's text is rendered once (composing SQL costs more than binding it).
         """
-        parts: list[Composable] = [SQL("BEGIN"), self._lock_statement]
+        statements: list[bytes] = [b"BEGIN", self._text(("lock",))]
         params: list[Any] = []
         for append in batch:
-            parts.append(self._insert_rows(len(append.events)))
+            statements.append(self._text(("rows", len(append.events), True)))
             params.extend(_row_params(append.events))
             also = append.side.get("also")
             if also:  # rows committed with these, whose ids nobody waits for
-                parts.append(self._insert_rows(len(also), returning=False))
+                statements.append(self._text(("rows", len(also), False)))
                 params.extend(_row_params(also))
             record = append.side.get("idempotency")
             if isinstance(record, IdempotencyRecord):
                 last = append.events[-1]
                 actor, key, digest, status, body, created = record.row(None)
-                parts.append(self._insert_answer)
+                statements.append(self._text(("answer",)))
                 params.extend((actor, key, digest, status, body, last.originator_id,
                                last.originator_version, created))
-        parts.append(SQL("COMMIT"))
+        statements.append(b"COMMIT")
         with self.datastore.get_connection() as conn:
             cursor = ClientCursor(conn)
             try:
-                cursor.execute(SQL("; ").join(parts), params)
+                cursor.execute(b"; ".join(statements), params)
                 returned = []
                 while True:
                     if cursor.description is not None:
@@ -204,6 +264,22 @@ class PostgresEventRecorder(PostgresApplicationRecorder):
             # versions do not follow the order of their rows.
             ordered = sorted(rows, key=lambda r: r["notification_id"])
             append.ids = [row["notification_id"] for row in ordered]
+
+    def _text(self, shape: tuple[Any, ...]) -> bytes:
+        """A statement of the batch, rendered once per shape: the lock, an append's rows
+        (how many, answering their ids or not), an idempotency answer."""
+        text = self._statement_texts.get(shape)
+        if text is None:
+            if shape[0] == "lock":
+                statement: Composable = self._lock_statement
+            elif shape[0] == "answer":
+                statement = self._insert_answer
+            else:
+                statement = self._insert_rows(shape[1], returning=shape[2])
+            text = statement.as_bytes(None)
+            if len(self._statement_texts) < 1024:
+                self._statement_texts[shape] = text
+        return text
 
     def _insert_rows(self, count: int, returning: bool = True) -> Composable:
         statement = self._insert_statements.get((count, returning))

@@ -7,6 +7,7 @@ else; everything downstream receives ready objects.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -20,7 +21,10 @@ from infra.cipher import EncryptedMapper, FieldSealer
 from infra.idempotency import IdempotencyStore
 from infra.keys import KeyEncryptionKey, KeyError_, KeyStore
 from infra.log_reader import LogReader
+from infra.peers import PeerLinks
+from infra.recorders import LogEntry
 from infra.settings import Settings
+from infra.snapshots import ParticipantSnapshots
 from infra.sql import SqlStore
 from infra.tokens import TokenStore
 
@@ -29,6 +33,11 @@ log = logging.getLogger("tcledger")
 
 class PositionIndex(Protocol):
     def positions(self, stream_id: UUID) -> dict[int, int]: ...
+
+    def last_versions(self, stream_ids: Sequence[UUID]) -> dict[UUID, int]: ...
+
+    def select_entries(self, after: int, limit: int, topics: Sequence[str]
+                       ) -> list[LogEntry]: ...
 
 
 @dataclass
@@ -108,10 +117,11 @@ def build(settings: Settings) -> Services:
     kek, generated = resolve_kek(settings)
     keys = KeyStore(kek)
     ledger = TCLedger(policies, keys, env=persistence_env(settings), mapper=EncryptedMapper(keys),
-                      live_records=settings.aggregate_cache_size)
+                      live_records=settings.aggregate_cache_size, peers=PeerLinks(keys))
     store = SqlStore(ledger.factory.datastore,  # type: ignore[attr-defined]
                      postgres=settings.uses_postgres, create_tables=settings.create_tables)
     keys.attach(store)
+    ledger.keep_snapshots(ParticipantSnapshots(store, keys), settings.snapshot_interval)
     return Services(settings, policies, keys, ledger, store,
                     TokenStore(store, settings.token_cache_seconds),
                     IdempotencyStore(store), generated, FieldSealer(keys), BlindIndex(keys))

@@ -64,7 +64,8 @@ class Projection(Protocol):
     record rather than per event writes then), `discard()` when a batch rolled back,
     `reset()` when the view was cleared, `rebuilding(on)` around a rebuild. A view whose
     rows each belong to one participant says so with `partitioned = True`: its rebuild may
-    then be split between processes (projections.partitions)."""
+    then be split between processes (projections.partitions). A projection with
+    `rebuildable = False` is left out of a rebuild of all views."""
 
     name: str
 
@@ -290,6 +291,11 @@ class ProjectionRunner:
         partition 0, then whatever a helper left unfinished, then the other views.
         """
         chosen = self.chosen(only)
+        if only is None:
+            # A projection that says it is not rebuildable (the webhook outbox: a rebuild
+            # would send history again) is rebuilt only when named.
+            chosen = [p for p in chosen if getattr(p, "rebuildable", True)]
+            only = [p.name for p in chosen]
         split = self.partition(only, parts)
         waiting = [helpers(split, index) for index in range(1, parts)] \
             if split and helpers is not None else []

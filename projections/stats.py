@@ -6,30 +6,31 @@ kept sealed under a statistics key of the deployment's own, so that a correction
 replace it and an erasure can subtract it, even after the participant's key is gone.
 Measures: admissions; discharges by type (and whether successful); completed stage stays
 with their length in days; test results; sanctions by severity; attendance lines by group
-kind and status (on the session's day); follow-ups, one per person and window (on the day
-of the contact that counts), whether reached, and the outcomes of those reached. The
-census by stage is read from the participant summary view when asked.
+kind and status (on the session's day, under the session's facility: a resident moved
+since is still counted where they attended); follow-ups, one per person and window (on the
+day of the contact that counts), whether reached, and the outcomes of those reached; and
+each window's due date after a discharge, with whether that person was followed up in it
+(attempted or reached). The census by stage is read from the participant summary view
+when asked.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from domain.attendance import STATUSES
-from domain.community import OUTCOMES, attendance_lines
+from domain.attendance import STATUSES, line_of
+from domain.community import OUTCOMES
 from domain.participant import Participant
+from domain.policy import PolicyBook, ProgramPolicy
 from domain.state import ParticipantState
-from infra.keys import NONCE_BYTES, KeyStore
+from infra.keys import KeyStore
 from infra.sql import SqlStore
+from projections.contributions import SealedContributions
 from projections.folding import Folded, RecordFolder
 from projections.runner import LoggedEvent
 
@@ -37,7 +38,7 @@ STATS_KEY_STREAM = uuid5(NAMESPACE_URL, "tcledger:statistics:v1")
 Fact = tuple[str, str, str, str, str, int]  # program, facility, day, measure, code, value
 
 
-def contribution(p: Participant) -> list[Fact]:
+def contribution(p: Participant, policy: ProgramPolicy | None) -> list[Fact]:
     """The counters one record adds to, from its folded state."""
     st = p.state
     base = (st.program, st.facility)
@@ -56,9 +57,19 @@ def contribution(p: Participant) -> list[Fact]:
             facts.append((*base, specimen["resulted_at"][:10], "test", specimen["result"], 0))
     for sanction in st.sanctions.values():
         facts.append((*base, sanction["imposed_on"], "sanction", str(sanction["severity"]), 0))
-    for day, kind, status in attendance_lines(st):
-        facts.append((*base, day, "attendance", f"{kind}/{status}", 0))
-    for window, follow_up in follow_ups_by_window(st).items():
+    for entry in st.attendance.values():
+        day, kind, status = line_of(entry)
+        facts.append((st.program, entry["facility"], day, "attendance",
+                      f"{kind}/{status}", 0))
+    chosen = follow_ups_by_window(st)
+    if st.discharge and policy is not None:
+        discharged = date.fromisoformat(st.discharge["effective_on"])
+        for due in policy.follow_up_windows:
+            done = chosen.get(due.code)
+            facts.append((*base, (discharged + timedelta(days=due.days)).isoformat(),
+                          "follow_up_due", due.code,
+                          0 if done is None else 2 if done["reached"] else 1))
+    for window, follow_up in chosen.items():
         day = follow_up["contacted_on"]
         facts.append((*base, day, "follow_up", window, 1 if follow_up["reached"] else 0))
         if follow_up["reached"]:
@@ -91,8 +102,10 @@ class ProgramStatsView:
     # Contributions are one participant's each and counters are sums: a rebuild may split.
     partitioned = True
 
-    def __init__(self, keys: KeyStore, records: RecordFolder) -> None:
-        self.keys = keys
+    def __init__(self, keys: KeyStore, records: RecordFolder, policies: PolicyBook) -> None:
+        self.policies = policies
+        self.contributions = SealedContributions(keys, STATS_KEY_STREAM,
+                                                 "tcledger_stats_contributions")
         self.records = records  # may be shared with other views of the same records
         self._pending: Folded = {}
 
@@ -103,22 +116,19 @@ class ProgramStatsView:
         self.records.hold_all(on)
 
     def prepare(self) -> None:
-        """Makes the statistics key before any transaction needs it (SQLite has one writer)."""
-        self.keys.system_key(STATS_KEY_STREAM)
+        self.contributions.prepare()
 
     def create_tables(self, cur: Any, store: SqlStore) -> None:
-        blob = "BYTEA" if store.postgres else "BLOB"
         cur.execute("CREATE TABLE IF NOT EXISTS tcledger_stats_counts ("
                     " program TEXT NOT NULL, facility TEXT NOT NULL, day TEXT NOT NULL,"
                     " measure TEXT NOT NULL, code TEXT NOT NULL, value INTEGER NOT NULL,"
                     " n INTEGER NOT NULL,"
                     " PRIMARY KEY (program, facility, day, measure, code, value))")
-        cur.execute("CREATE TABLE IF NOT EXISTS tcledger_stats_contributions ("
-                    f" participant_id TEXT PRIMARY KEY, sealed {blob} NOT NULL)")
+        self.contributions.create_table(cur, store)
 
     def clear(self, cur: Any, store: SqlStore) -> None:
         cur.execute("DELETE FROM tcledger_stats_counts")
-        cur.execute("DELETE FROM tcledger_stats_contributions")
+        self.contributions.clear(cur)
 
     def apply(self, cur: Any, store: SqlStore, batch: Sequence[LoggedEvent]) -> None:
         """Folds the batch; the counters change when the runner flushes, once for every
@@ -129,7 +139,8 @@ class ProgramStatsView:
         pending = self._pending
         self.discard()
         self._replace(cur, store, {
-            pid: contribution(p) if p is not None else [] for pid, p in pending.items()})
+            pid: contribution(p, self.policies.get(p.state.program)) if p is not None else []
+            for pid, p in pending.items()})
 
     def discard(self) -> None:
         """Forgets what was applied but not flushed (its transaction rolled back)."""
@@ -137,49 +148,13 @@ class ProgramStatsView:
 
     def _replace(self, cur: Any, store: SqlStore, facts_of: dict[UUID, list[Fact]]) -> None:
         """Swaps each record's old contribution for its new one, summed over the batch."""
-        before = self._contributions(cur, store, list(facts_of))
-        change: Counter[Fact] = Counter()
-        sealed, dropped = [], []
-        for participant_id, facts in facts_of.items():
-            change.update(facts)
-            change.subtract(before.get(participant_id, []))
-            if facts:
-                sealed.append((str(participant_id), self._seal(participant_id, facts)))
-            elif participant_id in before:
-                dropped.append(str(participant_id))
+        change = self.contributions.replace(cur, store, dict(facts_of))
         # In key order: processes rebuilding partitions at once add to the same counters,
         # and rows locked in one order cannot deadlock.
-        deltas = sorted((*fact, delta) for fact, delta in change.items() if delta)
+        deltas = sorted((*fact, delta) for fact, delta in change.items())
         store.upsert_many(cur, "tcledger_stats_counts", COUNT_COLUMNS, deltas, ADD_COUNTS)
         if any(d[-1] < 0 for d in deltas):
             cur.execute("DELETE FROM tcledger_stats_counts WHERE n = 0")
-        store.upsert_many(cur, "tcledger_stats_contributions", ("participant_id", "sealed"),
-                          sealed, "ON CONFLICT (participant_id) DO UPDATE SET "
-                          "sealed = excluded.sealed")
-        store.delete_keys(cur, "tcledger_stats_contributions", "participant_id", dropped)
-
-    def _contributions(self, cur: Any, store: SqlStore,
-                       ids: list[UUID]) -> dict[UUID, list[Fact]]:
-        found: dict[UUID, list[Fact]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = [str(i) for i in ids[start:start + 500]]
-            cur.execute(store.sql("SELECT participant_id, sealed FROM "
-                                  "tcledger_stats_contributions WHERE participant_id IN ("
-                                  + ", ".join("?" for _ in chunk) + ")"), chunk)
-            for row in cur.fetchall():
-                participant_id = UUID(row["participant_id"])
-                found[participant_id] = self._open(participant_id, bytes(row["sealed"]))
-        return found
-
-    def _seal(self, participant_id: UUID, facts: list[Fact]) -> bytes:
-        nonce = os.urandom(NONCE_BYTES)
-        aead = AESGCM(self.keys.system_key(STATS_KEY_STREAM))
-        return nonce + aead.encrypt(nonce, json.dumps(facts).encode(), participant_id.bytes)
-
-    def _open(self, participant_id: UUID, sealed: bytes) -> list[Fact]:
-        aead = AESGCM(self.keys.system_key(STATS_KEY_STREAM))
-        plain = aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], participant_id.bytes)
-        return [tuple(f) for f in json.loads(plain)]
 
 
 @dataclass(frozen=True)
@@ -207,6 +182,7 @@ def program_stats(store: SqlStore, query: StatsQuery) -> dict[str, Any]:
                                    ("admission", "discharge", "test", "sanction", "attendance",
                                     "follow_up_outcome")}
     follow_ups: dict[str, Counter[int]] = {}
+    due: dict[str, Counter[int]] = {}
     stays: dict[str, Counter[int]] = {}
     successful = 0
     for r in rows:
@@ -215,6 +191,8 @@ def program_stats(store: SqlStore, query: StatsQuery) -> dict[str, Any]:
             stays.setdefault(code, Counter())[value] += n
         elif measure == "follow_up":
             follow_ups.setdefault(code, Counter())[value] += n
+        elif measure == "follow_up_due":
+            due.setdefault(code, Counter())[value] += n
         elif measure == "follow_up_outcome":
             by[measure][f"{code}/{value}"] += n
         else:
@@ -242,7 +220,7 @@ def program_stats(store: SqlStore, query: StatsQuery) -> dict[str, Any]:
         "positive_rate": round(by["test"]["positive"] / tests, 4) if tests else None,
         "sanctions_by_severity": dict(sorted(by["sanction"].items())),
         "attendance_by_kind": _attendance(by["attendance"], query.group_kinds),
-        "follow_ups_by_window": _follow_ups(follow_ups, by["follow_up_outcome"],
+        "follow_ups_by_window": _follow_ups(follow_ups, by["follow_up_outcome"], due,
                                             query.follow_up_windows),
     }
 
@@ -265,15 +243,21 @@ def _attendance(lines: Counter[str], kinds: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _follow_ups(reached: dict[str, Counter[int]], outcomes: Counter[str],
-                windows: tuple[str, ...]) -> dict[str, Any]:
+                due: dict[str, Counter[int]], windows: tuple[str, ...]) -> dict[str, Any]:
     """Per window: people followed up, how many were reached and their share, and for
     each outcome among those reached how many were known true, false or unknown, and the
-    share true."""
+    share true; and the people whose window came due in the period, with the share of them
+    followed up in it (attempted or reached) and the share reached."""
     shown = {}
-    for window in (*windows, *sorted(set(reached) - set(windows))):
+    for window in (*windows, *sorted((set(reached) | set(due)) - set(windows))):
         counts = reached.get(window, Counter())
         n, hits = sum(counts.values()), counts[1]
+        came = due.get(window, Counter())
+        owed = sum(came.values())
         shown[window] = {
+            "due": owed, "due_followed_up": came[1] + came[2], "due_reached": came[2],
+            "due_followed_up_share": _share(came[1] + came[2], owed),
+            "due_reached_share": _share(came[2], owed),
             "followed_up": n, "reached": hits, "reached_share": _share(hits, n),
             "outcomes": {outcome: {
                 "true": outcomes[f"{window}/{outcome}/1"],

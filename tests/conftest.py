@@ -6,9 +6,7 @@ without them. TCLEDGER_TEST_PG_URL points at a server whose user may create data
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from domain.provenance import Provenance, utcnow
 from infra.settings import Settings
 from infra.wiring import Services, build
+
 
 PG_URL = os.environ.get("TCLEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_KEK = "q6p0cWq7dH1oJ7rN3Jm1d8m0YyV2b2c0b3d4ZTVmNjc="  # synthetic, tests only
@@ -111,15 +109,3 @@ def api(services: Services) -> Iterator[Api]:
                     raise_server_exceptions=False) as client:
         yield Api(client, services)
 
-
-@pytest.fixture(autouse=True)
-def _provenance_of_now() -> None:
-    """Module-level Provenance constants (`BY = Provenance(...)`) carry the clock of their
-    import, and a rule refuses times more than CLOCK_SKEW past it: on a busy machine the
-    whole suite takes longer than that. Each test gets them with the clock of its start."""
-    for name, module in list(sys.modules.items()):
-        if not name.startswith("tests.") or module is None:
-            continue
-        for attr, value in list(vars(module).items()):
-            if type(value) is Provenance:
-                setattr(module, attr, dataclasses.replace(value, now=utcnow()))

@@ -33,7 +33,9 @@ def _erase(writer: Writer, participant_id: UUID, reason: str) -> JSONResponse:
     result = services.ledger.erase(
         participant_id, writer.by, reason,
         record_with=lambda _id, _v, extra: writer.record_with(participant_id, version,
-                                                              {"erased": True}))
+                                                              {"erased": True}),
+        # An open mentorship ends on the other record: a write there, logged as such.
+        record_peer=lambda peer, _v, _extra: {"also": writer.access_entries([peer])})
     return answer({**written(result), "erased": True}, 201)
 
 

@@ -3,15 +3,30 @@ follow-ups after discharge and recovery supports. HTTP in, domain commands out."
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Callable
+from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from api import schemas as s
-from api.deps import ServicesDep, Staff, Writer, answer, effective, offload, scope_guard, written
+from api.deps import (
+    Reader,
+    ReadYourWrites,
+    ServicesDep,
+    Staff,
+    Writer,
+    answer,
+    effective,
+    offload,
+    scope_guard,
+    written,
+)
 from api.problems import Problem, refusal_body
 from domain import community as c
 from domain.application import Outcomes, WriteResult
@@ -22,6 +37,7 @@ from domain.policy import ProgramPolicy
 from infra.peers import PeerLinks
 from infra.recorders import IdempotencyRecord
 from infra.wiring import Services
+from projections.groups import SessionsQuery, find_sessions
 
 groups = APIRouter(prefix="/groups", tags=["community"])
 router = APIRouter(prefix="/participants", tags=["community"])
@@ -33,7 +49,9 @@ ParticipantId = Annotated[UUID, "the participant's id"]
 @groups.post("", status_code=201)
 def hold_group(body: s.GroupIn, request: Request, services: ServicesDep,
                caller: Staff) -> JSONResponse:
-    """A group session: no personal data, only its kind, place, time and facilitator."""
+    """A group session: no personal data, only its kind, place, time and staff facilitator.
+    A peer-led group (`facilitator: {"participant": ID}`) holds only that a peer led it;
+    the leading is recorded on that participant's record, in the same transaction."""
     if caller.facility is not None and body.facility != caller.facility:
         raise Problem(403, "forbidden", "Not allowed",
                       "a counselor records sessions of their own facility only")
@@ -46,23 +64,75 @@ def hold_group(body: s.GroupIn, request: Request, services: ServicesDep,
         policy, by=writer.by, facility=body.facility, unit=body.unit, kind=body.kind,
         held_at=body.held_at, duration_minutes=body.duration_minutes,
         facilitator_staff_id=body.facilitator.staff, topic=body.topic)
-    with writer.racing_retry():
-        result = services.ledger.hold_group(session, record_with=lambda sid, version, extra: (
-            {} if writer.key is None else {"idempotency": IdempotencyRecord(
+    peer = body.facilitator.participant
+
+    def record_with(sid: UUID, version: int, extra: dict[str, Any]) -> dict[str, Any]:
+        side: dict[str, Any] = {} if peer is None else {"also": writer.access_entries([peer])}
+        if writer.key is not None:
+            side["idempotency"] = IdempotencyRecord(
                 caller.actor_id, writer.key, writer.request_hash, 201,
-                {"id": str(sid), "version": version, "group_id": str(sid)})}))
+                {"id": str(sid), "version": version, "group_id": str(sid)})
+        return side
+
+    with writer.racing_retry():
+        if peer is None:
+            result = services.ledger.hold_group(session, record_with=record_with)
+        else:  # the leading is a fact of the peer's own record, written with the session
+            request.state.accessed = [str(peer)]  # a refusal is logged as an attempt on it
+            result = services.ledger.hold_peer_led_group(
+                session, peer, writer.by, guard=scope_guard(caller), record_with=record_with)
+            request.state.access_recorded = True
     return answer({**written(result), "group_id": str(result.id)}, 201)
 
 
+@groups.get("", dependencies=[ReadYourWrites])
+def list_groups(services: ServicesDep, caller: Reader, facility: str | None = None,
+                unit: str | None = None, kind: str | None = None,
+                from_: Annotated[date | None, Query(alias="from")] = None,
+                to: date | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                cursor: str | None = None) -> dict[str, Any]:
+    """Sessions in the order they were held (`from` and `to`: days, UTC, inclusive), each
+    with its attendance counted by status, from the group sessions view. Keyset pages:
+    `cursor` is the previous page's `next_cursor`, for the same filters. Counselors and
+    supervisors see their own facility's sessions."""
+    if caller.role in ("counselor", "supervisor"):
+        if facility is not None and facility != caller.facility:
+            return {"items": [], "next_cursor": None}
+        facility = caller.facility
+    if from_ is not None and to is not None and from_ > to:
+        raise Problem(422, "validation", "Invalid request", "from: after to",
+                      errors=[{"field": "from", "message": "must not be after to"}])
+    rows = find_sessions(services.store, services.sealer, SessionsQuery(
+        facility=facility, unit=unit, kind=kind, first_day=from_, last_day=to,
+        after=_session_cursor(cursor), limit=limit))
+    marks = [row.pop("_cursor") for row in rows]
+    more = len(rows) > limit
+    return {"items": rows[:limit], "next_cursor": base64.urlsafe_b64encode(
+        json.dumps(marks[limit - 1]).encode()).decode() if more else None}
+
+
+def _session_cursor(cursor: str | None) -> tuple[str, int] | None:
+    """The session after which a page starts; opaque to callers, checked here."""
+    if cursor is None:
+        return None
+    try:
+        held_at, position = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        if not isinstance(held_at, str) or not isinstance(position, int) \
+                or isinstance(position, bool) or not 0 <= position < 2 ** 62:
+            raise ValueError
+    except (ValueError, TypeError, UnicodeEncodeError, binascii.Error):
+        raise Problem(422, "validation", "Invalid request", "cursor: not a cursor of this list",
+                      errors=[{"field": "cursor", "message": "not a cursor of this list"}]) \
+            from None
+    return held_at, position
+
+
 @groups.post("/{group_id}/attendance")
-def take_attendance(group_id: UUID, body: s.AttendanceIn, request: Request,
-                    services: ServicesDep, caller: Staff) -> JSONResponse:
+async def take_attendance(group_id: UUID, body: s.AttendanceIn, request: Request,
+                          services: ServicesDep, caller: Staff) -> JSONResponse:
     """The roster in one request: every accepted line is written in one transaction, each
     on its participant's record; each line gets its own result (a refused line, a problem,
     with nothing written for it)."""
-    session = services.ledger.group(group_id)
-    if caller.facility is not None and session.facility != caller.facility:
-        raise NotFound("group", group_id)
     ids = [line.participant_id for line in body.records]
     seen: set[UUID] = set()
     for i, pid in enumerate(ids):
@@ -73,6 +143,15 @@ def take_attendance(group_id: UUID, body: s.AttendanceIn, request: Request,
                                    "message": "appears twice in the roster"}])
         seen.add(pid)
     writer = Writer(request, services, caller, body)
+    return await offload(request, _take_attendance, writer, group_id, body, ids)
+
+
+def _take_attendance(writer: Writer, group_id: UUID, body: s.AttendanceIn,
+                     ids: list[UUID]) -> JSONResponse:
+    services, caller, request = writer.services, writer.caller, writer.request
+    session = services.ledger.group(group_id)
+    if caller.facility is not None and session.facility != caller.facility:
+        raise NotFound("group", group_id)
     request.state.accessed = [str(pid) for pid in ids]  # logged even if nothing is written
     stored = writer.key and services.idempotency.find(caller.actor_id, writer.key)
     if stored:
@@ -127,13 +206,14 @@ async def peer_feedback(participant_id: ParticipantId, body: s.PeerFeedbackIn,
     other only under the key of their link."""
     writer = Writer(request, services, caller, body)
     giver = body.from_participant
+    seals = PeerLinks(services.keys).deferred(participant_id, giver)
 
     def decide(ps: dict[UUID, Participant]) -> dict[str, Any]:
         return {"feedback_id": c.record_peer_feedback(
             ps[participant_id], ps[giver], by=writer.by, kind=body.kind,
             behaviour=body.behaviour, observed_at=body.observed_at, reason=body.reason,
             infraction_id=body.infraction_id,
-            seals=PeerLinks(services.keys).link(participant_id, giver))}
+            seals=seals)}
 
     return await offload(request, _together, writer, [participant_id, giver], decide)
 
@@ -143,12 +223,13 @@ async def assign_mentor(participant_id: ParticipantId, body: s.MentorIn, request
                         services: ServicesDep, caller: Staff) -> JSONResponse:
     writer = Writer(request, services, caller, body)
     mentor, at = body.mentor_participant_id, effective(body.started_on, writer.by)
+    seals = PeerLinks(services.keys).deferred(participant_id, mentor)
 
     def decide(ps: dict[UUID, Participant]) -> dict[str, Any]:
         mentee = ps[participant_id]
         return {"mentor_id": c.assign_mentor(
             mentee, ps[mentor], services.ledger.policy_of(mentee), by=writer.by, at=at,
-            reason=body.reason, seals=PeerLinks(services.keys).link(participant_id, mentor))}
+            reason=body.reason, seals=seals)}
 
     return await offload(request, _together, writer, [participant_id, mentor], decide)
 

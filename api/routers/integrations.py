@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
+import orjson
 import structlog
 from eventsourcing.persistence import RecordConflictError
 from fastapi import APIRouter, Depends, Query, Request
@@ -77,7 +78,7 @@ def create_integration(body: IntegrationIn, integrations: IntegrationsDep,
     try:
         client, secret = integrations.clients.create(
             recipient=body.recipient, categories=body.categories, ingests=body.ingests,
-            name=body.name)
+            name=body.name, external_id_systems=body.external_id_systems)
     except ClientError as exc:
         raise Problem(422, "validation", "Invalid request", str(exc),
                       errors=[{"field": exc.field, "message": exc.detail}]) from None
@@ -112,7 +113,8 @@ async def feed(request: Request, client: Client, integrations: IntegrationsDep,
                "Link": f'</feed?after={cursor}&limit={limit}>; rel="next"'}
     if _wants_object(request):
         return JSONResponse({"events": page.events, "next_cursor": cursor}, headers=headers)
-    return Response(json.dumps(page.events), media_type=BATCH, headers=headers)
+    # orjson: the standard encoder took a tenth of a page's time on a thousand events.
+    return Response(orjson.dumps(page.events), media_type=BATCH, headers=headers)
 
 
 def _cursor(after: str | None) -> int:

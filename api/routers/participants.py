@@ -28,6 +28,8 @@ from api.views import caseload_item, event_view, peer_resolver, record_view
 from domain.errors import ParticipantErased
 from domain.participant import Participant
 from domain.policy import ProgramPolicy
+from infra.tokens import Caller
+from infra.wiring import Services
 from projections import caseload
 from projections.summary import SEALED
 from projections.timeline import read_timeline
@@ -137,8 +139,13 @@ def _cursor(cursor: str | None, sort: str) -> dict[str, Any]:
 
 
 @router.get("/{participant_id}", dependencies=[ReadYourWrites])
-def read(participant_id: ParticipantId, services: ServicesDep, caller: Reader,
-         as_of: datetime | None = None) -> JSONResponse:
+async def read(participant_id: ParticipantId, request: Request, services: ServicesDep,
+               caller: Reader, as_of: datetime | None = None) -> JSONResponse:
+    return await offload(request, _read, services, caller, participant_id, as_of)
+
+
+def _read(services: Services, caller: Caller, participant_id: UUID,
+          as_of: datetime | None) -> JSONResponse:
     ledger = services.ledger
     if as_of is not None:
         if as_of.tzinfo is None:

@@ -11,6 +11,7 @@ from typing import Any
 from eventsourcing.persistence import StoredEvent
 
 from audit.access import ACCESS_TOPIC
+from tests.e2e.integration_clients import IntegrationClient
 from tests.e2e.people import synthetic_admission
 from tests.e2e.test_bad_input import invalid, problem, writes_nothing
 
@@ -150,8 +151,14 @@ def test_bad_sessions_and_rosters_are_refused_whole_and_write_nothing(api):
         invalid(api.post("/groups", {**base, "held_at": future}), "held_at")
         invalid(api.post("/groups", {**base, "kind": "karaoke"}), "kind")
         invalid(api.post("/groups", {**base, "held_at": "2026-01-01T09:00:00"}), "held_at")
-        invalid(api.post("/groups", {**base, "facilitator": {"participant": pid}}),
+        invalid(api.post("/groups", {**base, "facilitator": {"participant": pid,
+                                                             "staff": "staff-f1"}}),
+                "facilitator")
+        invalid(api.post("/groups", {**base, "facilitator": {}}), "facilitator")
+        invalid(api.post("/groups", {**base, "facilitator": {"participant": "x"}}),
                 "facilitator.participant")
+        invalid(api.post("/groups", {**base, "held_at": future,
+                                     "facilitator": {"participant": pid}}), "held_at")
         invalid(api.post("/groups", {**base, "duration_minutes": 0}), "duration_minutes")
         problem(api.post("/groups", {**base, "facility": "F-SOUTH"}), 403)
         invalid(roster(api, group, [(pid, "present"), (pid, "late")]),
@@ -203,11 +210,17 @@ def test_peer_feedback_names_the_peer_until_the_peer_is_erased(api):
         assert giver not in json.dumps(replay)
 
 
+def key_rows(api: Any) -> int:
+    return int(api.services.store.fetch_one(
+        "SELECT COUNT(*) AS n FROM tcledger_data_keys")["n"])
+
+
 def test_peer_feedback_refusals_write_nothing_on_either_record(api):
     a, b = admit(api, 1500), admit(api, 1501)
     south = admit(api, 1502, facility="F-SOUTH")
     body = {"kind": "pull-up", "from_participant": b, "behaviour": "late to group",
             "observed_at": hours_ago(2), "reason": "peer report"}
+    keys = key_rows(api)
     with writes_nothing(api, a), writes_nothing(api, b):
         invalid(api.post(f"/participants/{a}/peer-feedback", {**body, "from_participant": a}),
                 "from_participant")
@@ -221,6 +234,11 @@ def test_peer_feedback_refusals_write_nothing_on_either_record(api):
         invalid(api.post(f"/participants/{a}/peer-feedback",
                          {**body, "observed_at": (datetime.now(UTC) + timedelta(days=1))
                           .isoformat()}), "observed_at")
+        problem(api.post(f"/participants/{a}/mentors", {
+            "mentor_participant_id": b, "reason": "pairing"}), 409)  # not senior
+    assert key_rows(api) == keys  # no link key was made for a refused command
+    ok(api.post(f"/participants/{a}/peer-feedback", body))
+    assert key_rows(api) == keys + 1
 
 
 def test_a_mentor_is_a_senior_of_the_facility_and_ends_on_both_records(api):
@@ -301,3 +319,124 @@ def test_the_record_shows_attendance_against_the_stage_requirement(api):
     assert (mm["attended"], mm["late"], mm["required"], mm["below_requirement"]) == (
         3, 1, 20, True)
     assert "morning-meeting" in attendance["below_requirement"]
+
+
+def test_a_discharge_ends_the_mentorships_on_both_records_at_once(api):
+    mentee, senior, other_mentee = admit(api, 1650), admit(api, 1651), admit(api, 1652)
+    ok(api.post(f"/participants/{senior}/stage-changes",
+                {"direction": "promote", "to_stage": "phase-1", "reason": "criteria met"}))
+    first = ok(api.post(f"/participants/{mentee}/mentors", {
+        "mentor_participant_id": senior, "reason": "pairing"}))["mentor_id"]
+    second = ok(api.post(f"/participants/{other_mentee}/mentors", {
+        "mentor_participant_id": senior, "reason": "pairing"}))["mentor_id"]
+    assert len(record(api, senior)["mentees"]) == 2
+    # A stale If-Match is refused before anything is written on any record.
+    with writes_nothing(api, senior), writes_nothing(api, mentee):
+        problem(api.post(f"/participants/{senior}/discharge", {
+            "type": "administrative-release", "reason": "released"},
+            **{"If-Match": '"1"'}), 412)
+    done = ok(api.post(f"/participants/{senior}/discharge", {
+        "type": "administrative-release", "reason": "released"}))
+    for pid, mentor_id in ((mentee, first), (other_mentee, second)):
+        mine = record(api, pid)
+        assert mine["mentor"] is None  # no discharged mentor is shown
+        [m] = mine["mentorships"]
+        assert m["mentor_id"] == mentor_id and m["ended_on"] == datetime.now(UTC).date() \
+            .isoformat()
+        last = ok(api.get(f"/participants/{pid}/history"), 200)["events"][-1]
+        assert last["type"] == "MentorEnded" and last["data"]["mentor_id"] == mentor_id
+        assert last["reason"] == "ended with the other participant's discharge"
+        assert last["position"] < done["position"]  # committed with the discharge
+    history = ok(api.get(f"/participants/{senior}/history"), 200)["events"]
+    assert [e["type"] for e in history[-3:]] == ["Discharged", "MentorEnded", "MentorEnded"]
+    assert history[-1]["position"] == done["position"] and done["version"] == history[-1][
+        "version"]
+    assert record(api, senior)["mentees"] == []
+    # The discharge's access log entries name every record it wrote on.
+    entries = all_access(api)
+    named = {pid for e in entries if e.route == "/participants/{participant_id}/discharge"
+             for pid in e.participant_ids}
+    assert named == {senior, mentee, other_mentee}
+
+
+def test_a_mentee_discharged_by_a_release_movement_leaves_the_mentor_without_a_mentee(api):
+    admission = synthetic_admission(1660)
+    mentee = str(ok(api.post("/participants", admission))["id"])
+    senior = admit(api, 1661)
+    ok(api.post(f"/participants/{senior}/stage-changes",
+                {"direction": "promote", "to_stage": "phase-1", "reason": "criteria met"}))
+    ok(api.post(f"/participants/{mentee}/mentors", {
+        "mentor_participant_id": senior, "reason": "pairing"}))
+    oms = IntegrationClient(api, "Synthetic Offender Management", ["discharge"],
+                            ("movements",))
+    ok(oms.post("/ingest/movements", {
+        "movement_id": "MV-MENTEE", "doc_number": admission["doc_number"],
+        "kind": "released", "effective_at": hours_ago(1)}))
+    assert record(api, mentee)["status"] == "discharged"
+    assert record(api, senior)["mentees"] == []
+    assert record(api, senior)["mentorships"][0]["ended_on"] is not None
+    assert record(api, mentee)["mentor"] is None
+
+
+def test_erasing_a_mentor_ends_the_mentorship_on_the_mentee_record(api):
+    mentee, senior = admit(api, 1670), admit(api, 1671)
+    ok(api.post(f"/participants/{senior}/stage-changes",
+                {"direction": "promote", "to_stage": "phase-1", "reason": "criteria met"}))
+    ok(api.post(f"/participants/{mentee}/mentors", {
+        "mentor_participant_id": senior, "reason": "pairing"}))
+    ok(api.post(f"/admin/participants/{senior}/erasure", {"reason": "court order"},
+                role="admin"))
+    mine = record(api, mentee)
+    assert mine["mentor"] is None
+    [m] = mine["mentorships"]
+    assert m["peer"] == {"id": None, "label": "a peer"} and m["ended_on"] is not None
+    last = ok(api.get(f"/participants/{mentee}/history"), 200)["events"][-1]
+    assert last["type"] == "MentorEnded" and last["role"] == "admin"
+    assert senior not in json.dumps(mine)
+
+
+def all_access(api: Any) -> list[Any]:
+    mapper = api.client.app.state.access_log.mapper
+    return [mapper.to_domain_event(StoredEvent(
+        r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])))
+        for r in api.services.store.fetch_all(
+            "SELECT originator_id, originator_version, topic, state FROM tcledger_events"
+            " WHERE topic = ?", (ACCESS_TOPIC,))]
+
+
+def test_a_peer_led_group_is_recorded_on_the_peer_record_with_the_session(api):
+    peer, member = admit(api, 1680), admit(api, 1681)
+    body = {"facility": "F-NORTH", "unit": "U-1", "kind": "encounter",
+            "held_at": hours_ago(3), "facilitator": {"participant": peer},
+            "topic": "peer-led encounter"}
+    held = ok(api.post("/groups", body))
+    group = held["group_id"]
+    ok(roster(api, group, [(member, "present")]), 200)
+    # The session holds only that a peer led it; the peer's record holds the leading.
+    [shown] = ok(api.get("/groups", params={"min_position": api.services.log.head()}),
+                 200)["items"]
+    assert shown["facilitator"] == {"peer": True} and peer not in json.dumps(shown)
+    led = record(api, peer)["groups_facilitated"]
+    assert [(g["group_id"], g["kind"]) for g in led] == [(group, "encounter")]
+    event = ok(api.get(f"/participants/{peer}/history"), 200)["events"][-1]
+    assert event["type"] == "GroupFacilitated" and event["position"] < held["position"]
+    session_state = api.services.ledger.group(__import__("uuid").UUID(group))
+    assert session_state.peer_led and session_state.facilitator_staff_id is None
+    # Refused, with nothing written on the peer's record and no session: a discharged
+    # peer, one of another facility, an unknown one, one admitted after the session.
+    gone, south = admit(api, 1682), admit(api, 1683, facility="F-SOUTH")
+    ok(api.post(f"/participants/{gone}/discharge", {"type": "administrative-release",
+                                                    "reason": "released"}))
+    late = admit(api, 1684, admitted_on=datetime.now(UTC).date().isoformat())
+    early = {**body, "held_at": (datetime.now(UTC) - timedelta(days=2)).isoformat()}
+    before = len(ok(api.get("/groups", params={"min_position": api.services.log.head()}),
+                    200)["items"])
+    for who, status, rule in ((gone, 409, "participant-discharged"), (south, 404, None),
+                              ("00000000-0000-4000-8000-000000000000", 404, None),
+                              (late, 409, "effective-before-admission")):
+        with writes_nothing(api, *([who] if status == 409 else [])):
+            refused = problem(api.post("/groups", {**early, "facilitator": {
+                "participant": who}}), status)
+        assert refused.get("rule") == rule
+    assert len(ok(api.get("/groups", params={"min_position": api.services.log.head()}),
+                  200)["items"]) == before

@@ -96,12 +96,15 @@ def test_the_caseload_shows_community_life_and_filters_by_its_flags(api):
     done = follow_up(api, due, "30d", 1, True, abstinent=True)["position"]
     assert caseload(api, done, flag="follow_up_due") == {}
     assert caseload(api, done)[due]["next_follow_up_due"]["window"] == "90d"
-    # Erasing the mentor: the mentee's row says "a peer", and no row of the mentor is left.
+    # Erasing the mentor ends the mentorship on the mentee's record, which then says only
+    # "a peer"; no row of the mentor is left.
     erased = ok(api.post(f"/admin/participants/{senior}/erasure", {"reason": "court order"},
                          role="admin"))["position"]
     rows = caseload(api, erased)
     assert senior not in rows
-    assert rows[newcomer]["mentor"]["peer"] == {"id": None, "label": "a peer"}
+    assert rows[newcomer]["mentor"] is None
+    [ended] = ok(api.get(f"/participants/{newcomer}"), 200)["mentorships"]
+    assert ended["peer"] == {"id": None, "label": "a peer"} and ended["ended_on"]
     assert senior not in str(rows)
 
 
@@ -140,6 +143,14 @@ def test_program_statistics_count_attendance_by_kind_and_follow_ups_by_window(ap
                                               "share": 0.5}
     assert windows["90d"]["outcomes"]["in_aftercare"]["share"] == 1.0
     assert windows["180d"] == {**windows["180d"], "followed_up": 0, "reached_share": None}
+    # Due in the period: the 30- and 90-day windows of all four (discharged 100 days ago),
+    # not yet the later ones; the share of them followed up (tried) and reached.
+    assert {k: thirty[k] for k in ("due", "due_followed_up", "due_reached",
+                                   "due_followed_up_share", "due_reached_share")} == {
+        "due": 4, "due_followed_up": 3, "due_reached": 2, "due_followed_up_share": 0.75,
+        "due_reached_share": 0.5}
+    assert (windows["90d"]["due"], windows["90d"]["due_followed_up_share"]) == (4, 0.25)
+    assert (windows["180d"]["due"], windows["180d"]["due_followed_up_share"]) == (0, None)
     # Only the period's days count: the 30-day calls were before it.
     recent = ok(api.client.get("/programs/tc-default/stats", params={
         "min_position": last, "from": days_ago(10), "to": days_ago(0)},
@@ -159,5 +170,26 @@ def test_program_statistics_count_attendance_by_kind_and_follow_ups_by_window(ap
         headers=api.headers("supervisor")), 200)
     assert after["follow_ups_by_window"]["30d"]["reached"] == 1
     assert after["follow_ups_by_window"]["30d"]["followed_up"] == 3  # the first call stays
+    assert after["follow_ups_by_window"]["30d"]["due"] == 3  # the erased person is gone
+    assert after["follow_ups_by_window"]["30d"]["due_reached"] == 1
     assert after["attendance_by_kind"]["seminar"]["absent"] == 0
     assert after["attendance_by_kind"]["community-meeting"]["present"] == 3
+
+
+def test_attendance_is_counted_where_the_session_was_held_after_a_transfer(api):
+    moved = admit(api, 2200, days=60)
+    stayed = admit(api, 2201, days=60)
+    session(api, "seminar", 30, [(moved, "present"), (stayed, "absent")])
+    last = ok(api.post(f"/participants/{moved}/transfers", {
+        "facility": "F-SOUTH", "unit": "U-2", "reason": "moved to another facility"},
+        role="supervisor"))["position"]
+
+    def seminar(facility: str) -> dict[str, Any]:
+        figures = ok(api.client.get("/programs/tc-default/stats", params={
+            "min_position": last, "from": days_ago(10), "to": days_ago(0)},
+            headers=api.headers("supervisor", facility)), 200)
+        return dict(figures["attendance_by_kind"]["seminar"])
+
+    north, south = seminar("F-NORTH"), seminar("F-SOUTH")
+    assert (north["present"], north["absent"]) == (1, 1)
+    assert (south["present"], south["absent"]) == (0, 0)

@@ -133,10 +133,12 @@ def test_projections_rebuild_and_status(tmp_path, monkeypatch, capsys):
     assert main(["projections", "rebuild"]) == 0
     err = capsys.readouterr().err
     assert "100.0%" in err
-    assert "rebuilt participant_summary, timeline, program_stats from 3 log entries" in err
+    assert "rebuilt participant_summary, timeline, program_stats, group_sessions from 3 log " \
+        "entries" in err
     assert main(["projections", "status"]) == 0
     status = capsys.readouterr().out
     assert "participant_summary\tposition 3\tlag 0" in status
     assert "timeline\tposition 3\tlag 0" in status
     assert "program_stats\tposition 3\tlag 0" in status
+    assert "group_sessions\tposition 3\tlag 0" in status
     assert main(["projections", "rebuild", "nope"]) == 2

@@ -11,13 +11,16 @@ from domain.errors import InvalidValue, ParticipantErased
 from domain.provenance import Provenance
 from infra.wiring import build
 
-BY = Provenance("staff-1", "counselor")
+
+def staff() -> Provenance:
+    """A fresh provenance each command: its `now` is the command's moment, as in the API."""
+    return Provenance("staff-1", "counselor")
 
 
 def admit(services) -> object:
     policy = services.policies.get("tc-default")
     return services.ledger.admit(
-        policy, BY, facility="F-NORTH", unit="U-1",
+        policy, staff(), facility="F-NORTH", unit="U-1",
         external_ids={"DOC": {"value": "SYN-7", "issuer": "F-NORTH"}}, given_name="Ivo7",
         family_name="Stroudton", date_of_birth=date(1988, 3, 3),
         admitted_on=datetime.now(UTC).date() - timedelta(days=100), expected_release_on=None,
@@ -27,7 +30,7 @@ def admit(services) -> object:
 
 def infraction(services, pid, description="late"):
     return services.ledger.execute(pid, lambda p, policy: p.record_infraction(
-        policy, by=BY, code="house-rule-lateness", observed_at=datetime.now(UTC),
+        policy, by=staff(), code="house-rule-lateness", observed_at=datetime.now(UTC),
         description=description, reason="staff report"))
 
 
@@ -55,7 +58,7 @@ def test_a_failed_command_leaves_nothing_in_memory(two):
     pid = admit(a)
 
     def half_applied(p, policy):
-        p.record_infraction(policy, by=BY, code="house-rule-lateness",
+        p.record_infraction(policy, by=staff(), code="house-rule-lateness",
                             observed_at=datetime.now(UTC), description="x", reason="r")
         raise InvalidValue("code", "refused after the first event")
 

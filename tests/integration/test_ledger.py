@@ -12,7 +12,12 @@ from audit.wiring import build_ledger
 from domain.provenance import Provenance
 from infra.wiring import Services
 
-BY = Provenance("staff-ledger", "counselor")
+
+def staff() -> Provenance:
+    """A fresh provenance each command: its `now` is the command's moment, as in the API."""
+    return Provenance("staff-ledger", "counselor")
+
+
 TODAY = datetime.now(UTC).date()
 
 
@@ -21,7 +26,7 @@ def admit_some(services: Services, count: int, start: int = 0) -> list:
     ids = []
     for n in range(start, start + count):
         pid = services.ledger.admit(
-            policy, BY, facility="F-NORTH", unit="U-1",
+            policy, staff(), facility="F-NORTH", unit="U-1",
             external_ids={"DOC": {"value": f"SYN-L{n:05d}", "issuer": "F"}},
             given_name=f"Ledgerling{n}", family_name="Quorrow",
             date_of_birth=date(1985, 1, 1) + timedelta(days=n),

@@ -8,12 +8,15 @@ from datetime import UTC, date, datetime, timedelta
 from domain.provenance import Provenance
 from infra.log_reader import LogReader
 
-BY = Provenance("staff-1", "counselor")
+
+def staff() -> Provenance:
+    """A fresh provenance each command: its `now` is the command's moment, as in the API."""
+    return Provenance("staff-1", "counselor")
 
 
 def admit(services, n: int):
     return services.ledger.admit(
-        services.policies.get("tc-default"), BY, facility="F-NORTH", unit="U-1",
+        services.policies.get("tc-default"), staff(), facility="F-NORTH", unit="U-1",
         external_ids={"DOC": {"value": f"SYN-{n}", "issuer": "F-NORTH"}}, given_name=f"G{n}",
         family_name="Pellwickton", date_of_birth=date(1985, 1, 1),
         admitted_on=datetime.now(UTC).date() - timedelta(days=50), expected_release_on=None,
@@ -40,7 +43,7 @@ def test_a_reader_racing_writers_misses_nothing(services):
     def write(pid):
         for _ in range(25):
             services.ledger.execute(pid, lambda p, policy: p.record_infraction(
-                policy, by=BY, code="house-rule-lateness", observed_at=datetime.now(UTC),
+                policy, by=staff(), code="house-rule-lateness", observed_at=datetime.now(UTC),
                 description="late", reason="staff report"))
 
     consumer = threading.Thread(target=read_continuously)

@@ -21,8 +21,17 @@ from infra.peers import PeerLinks
 from infra.wiring import build
 from projections.wiring import build_runner
 
-BY = Provenance("staff-1", "counselor")
-SUPERVISOR = Provenance("staff-2", "supervisor")
+
+def staff() -> Provenance:
+    """A fresh provenance each command: its `now` is the command's moment, as in the API."""
+    return Provenance("staff-1", "counselor")
+
+
+def supervisor() -> Provenance:
+    """A fresh provenance each command: its `now` is the command's moment, as in the API."""
+    return Provenance("staff-2", "supervisor")
+
+
 TODAY = datetime.now(UTC).date()
 
 
@@ -31,7 +40,7 @@ def generate(services, participants: int, steps: int, seed: int = 11) -> list[UU
     rng = random.Random(seed)
     policy = services.policies.get("tc-default")
     ids = [services.ledger.admit(
-        policy, BY, facility=rng.choice(["F-NORTH", "F-SOUTH"]), unit=f"U-{rng.randint(1, 3)}",
+        policy, staff(), facility=rng.choice(["F-NORTH", "F-SOUTH"]), unit=f"U-{rng.randint(1, 3)}",
         external_ids={"DOC": {"value": f"SYN-{n:06d}", "issuer": "F"}}, given_name=f"Gen{n}",
         family_name="Tansleyton", date_of_birth=date(1980, 1, 1) + timedelta(days=n),
         admitted_on=TODAY - timedelta(days=rng.randint(40, 300)),
@@ -43,32 +52,32 @@ def generate(services, participants: int, steps: int, seed: int = 11) -> list[UU
 
     def act(p, policy, kind: str, n: int):
         if kind == "infraction":
-            return p.record_infraction(policy, by=BY, code="house-rule-lateness",
+            return p.record_infraction(policy, by=staff(), code="house-rule-lateness",
                                        observed_at=now, description="late", reason="r")
         if kind == "privilege":
-            return p.grant_privilege(policy, by=BY, privilege=rng.choice(
+            return p.grant_privilege(policy, by=staff(), privilege=rng.choice(
                 ["commissary", "phone-basic"]), at=now, reason="earned")
         if kind == "promote":
-            return p.promote(policy, by=SUPERVISOR, to_stage="phase-1", at=now, reason="r",
+            return p.promote(policy, by=supervisor(), to_stage="phase-1", at=now, reason="r",
                              override=True)
         if kind == "test":
-            p.collect_specimen(policy, by=BY, specimen_id=f"S{n}", method="urine",
+            p.collect_specimen(policy, by=staff(), specimen_id=f"S{n}", method="urine",
                                test_reason="random", collected_at=now - timedelta(hours=1))
-            return p.record_result(policy, by=BY, specimen_id=f"S{n}",
+            return p.record_result(policy, by=staff(), specimen_id=f"S{n}",
                                    result=rng.choice(["negative", "positive"]),
                                    substances=[], resulted_at=now)
         if kind == "consent":
-            return p.give_consent(by=BY, recipient="Synthetic Parole", purpose="supervision",
+            return p.give_consent(by=staff(), recipient="Synthetic Parole", purpose="supervision",
                                   categories=["discharge"], at=now,
                                   expires_on=TODAY + timedelta(days=rng.randint(1, 90)))
         if kind == "correct":
-            return p.correct_entry(policy, by=BY, version=1,
+            return p.correct_entry(policy, by=staff(), version=1,
                                    changes={"unit": f"U-{rng.randint(4, 6)}"}, at=now,
                                    reason="wrong unit")
         if kind == "void" and p.version > 2:
-            return p.void_entry(by=BY, version=p.version, at=now, reason="entered in error")
+            return p.void_entry(by=staff(), version=p.version, at=now, reason="entered in error")
         if kind == "discharge":
-            return p.discharge(policy, by=BY, discharge_type="administrative-release", at=now,
+            return p.discharge(policy, by=staff(), discharge_type="administrative-release", at=now,
                                reason="released")
         return None
 
@@ -101,7 +110,7 @@ def community(services, ids: list[UUID], rng: random.Random) -> list[UUID]:
     kinds = list(policy.group_kinds)
     for n in range(12):
         facility = rng.choice(["F-NORTH", "F-SOUTH"])
-        group = GroupSession.hold(policy, by=BY, facility=facility, unit=None,
+        group = GroupSession.hold(policy, by=staff(), facility=facility, unit=None,
                                   kind=rng.choice(kinds), duration_minutes=60,
                                   held_at=now - timedelta(days=rng.randint(0, 35), hours=1),
                                   facilitator_staff_id="staff-f1")
@@ -109,7 +118,7 @@ def community(services, ids: list[UUID], rng: random.Random) -> list[UUID]:
         members = [p for p in ids if facility_of[p] == facility]
         ledger.execute_each({pid: (lambda p, _, s=group.session, st=rng.choice(
             ["present", "present", "late", "excused", "absent"]):
-            c.record_attendance(p, s, by=BY, status=st)) for pid in members})
+            c.record_attendance(p, s, by=staff(), status=st)) for pid in members})
     links = PeerLinks(services.keys)
     chosen: list[UUID] = []
     for n in range(40):
@@ -125,35 +134,35 @@ def community(services, ids: list[UUID], rng: random.Random) -> list[UUID]:
             if n % 2 == 0:
                 if ledger.participant(second).state.stage == "orientation":
                     ledger.execute(second, lambda p, policy: p.promote(
-                        policy, by=SUPERVISOR, to_stage="phase-1", at=now, reason="r",
+                        policy, by=supervisor(), to_stage="phase-1", at=now, reason="r",
                         override=True))
                 ledger.execute_together([first, second], lambda ps, a=first, b=second:
-                                        c.assign_mentor(ps[a], ps[b], policy, by=BY, at=now,
+                                        c.assign_mentor(ps[a], ps[b], policy, by=staff(), at=now,
                                                         reason="pairing",
-                                                        seals=links.link(a, b)))
+                                                        seals=links.deferred(a, b)))
             else:
                 ledger.execute_together([first, second], lambda ps, a=first, b=second:
                                         c.record_peer_feedback(
-                                            ps[a], ps[b], by=BY, kind=rng.choice(
+                                            ps[a], ps[b], by=staff(), kind=rng.choice(
                                                 ["pull-up", "affirmation"]),
                                             behaviour="synthetic", observed_at=now,
-                                            reason="peer report", seals=links.link(a, b)))
+                                            reason="peer report", seals=links.deferred(a, b)))
             chosen.append(second)
         except DomainError:
             pass
     for pid in ids:
         def aftercare(p, policy, pid=pid):
             if rng.random() < 0.3:
-                c.link_recovery_support(p, by=BY, kind="mutual-aid", provider="Synthetic",
+                c.link_recovery_support(p, by=staff(), kind="mutual-aid", provider="Synthetic",
                                         at=now, reason="plan")
             for mentorship in list(p.state.mentorships.values()):
                 if mentorship["ended_on"] is None and rng.random() < 0.3:
-                    c.end_mentor(p, by=BY, mentor_id=mentorship["mentor_id"], at=now,
+                    c.end_mentor(p, by=staff(), mentor_id=mentorship["mentor_id"], at=now,
                                  reason="ended")
             if p.state.status == "discharged":
                 for window in ("30d", "90d"):
                     reached = rng.random() < 0.6
-                    c.record_follow_up(p, policy, by=BY, window=window, at=now,
+                    c.record_follow_up(p, policy, by=staff(), window=window, at=now,
                                        method="phone", reached=reached,
                                        outcomes={"abstinent": rng.choice([True, False, None])}
                                        if reached else {}, reason="scheduled")
@@ -170,10 +179,10 @@ def community(services, ids: list[UUID], rng: random.Random) -> list[UUID]:
                 return
             target = rng.choice(community_events)
             if isinstance(target, ev.GroupAttended) and rng.random() < 0.5:
-                p.correct_entry(policy, by=BY, version=target.originator_version,
+                p.correct_entry(policy, by=staff(), version=target.originator_version,
                                 changes={"status": "late"}, at=now, reason="was late")
             else:
-                p.void_entry(policy, by=BY, version=target.originator_version, at=now,
+                p.void_entry(policy, by=staff(), version=target.originator_version, at=now,
                              reason="entered in error")
         try:
             ledger.execute(pid, amend)
@@ -199,7 +208,16 @@ def digest(services) -> str:
         "SELECT * FROM tcledger_stats_counts ORDER BY program, facility, day, measure, code, "
         "value")]
     assert counts, "the statistics view was built"
-    return json.dumps([rows, consents, timeline, counts], sort_keys=True, default=str)
+    sessions = [dict(r) for r in services.store.fetch_all(
+        "SELECT * FROM tcledger_group_sessions ORDER BY group_id")]
+    for r in sessions:
+        r["sealed"] = json.loads(services.sealer.open(UUID(r["group_id"]), "group_session",
+                                                      bytes(r["sealed"])))
+    attendance = [dict(r) for r in services.store.fetch_all(
+        "SELECT * FROM tcledger_group_counts ORDER BY group_id, status")]
+    assert sessions and attendance, "the group sessions view was built"
+    return json.dumps([rows, consents, timeline, counts, sessions, attendance], sort_keys=True,
+                      default=str)
 
 
 def test_incremental_and_rebuilt_views_are_identical(services):
@@ -217,6 +235,7 @@ def test_incremental_and_rebuilt_views_are_identical(services):
     assert any(s["recovery_supports"] for s in sealed)
     measures = {row["measure"] for row in json.loads(live)[3]}
     assert {"attendance", "follow_up", "follow_up_outcome"} <= measures
+    assert len(json.loads(live)[4]) == 24  # 12 sessions from each generation
     runner.rebuild()
     assert digest(services) == live
     fresh = build_runner(services, batch_size=1000)  # a new process, cold caches

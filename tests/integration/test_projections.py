@@ -9,13 +9,18 @@ from domain.provenance import Provenance
 from projections import caseload
 from projections.wiring import build_runner
 
-BY = Provenance("staff-1", "counselor")
+
+def staff() -> Provenance:
+    """A fresh provenance each command: its `now` is the command's moment, as in the API."""
+    return Provenance("staff-1", "counselor")
+
+
 TODAY = datetime.now(UTC).date()
 
 
 def admit(services, n: int, days_ago: int = 100, facility: str = "F-NORTH"):
     return services.ledger.admit(
-        services.policies.get("tc-default"), BY, facility=facility, unit="U-1",
+        services.policies.get("tc-default"), staff(), facility=facility, unit="U-1",
         external_ids={"DOC": {"value": f"SYN-{n:05d}", "issuer": facility}},
         given_name=f"Hollis{n}", family_name="Vexmoorton", date_of_birth=date(1980, 5, 5),
         admitted_on=TODAY - timedelta(days=days_ago),
@@ -44,10 +49,10 @@ def test_summary_rows_follow_the_log(services):
     runner = build_runner(services, batch_size=3)
     a, b = admit(services, 1), admit(services, 2, days_ago=10)
     services.ledger.execute(a, lambda p, policy: p.collect_specimen(
-        policy, by=BY, specimen_id="S-1", method="urine", test_reason="random",
+        policy, by=staff(), specimen_id="S-1", method="urine", test_reason="random",
         collected_at=datetime.now(UTC) - timedelta(hours=2)))
     services.ledger.execute(a, lambda p, policy: p.record_result(
-        policy, by=BY, specimen_id="S-1", result="positive",
+        policy, by=staff(), specimen_id="S-1", result="positive",
         substances=[{"code": "fentanyl"}], resulted_at=datetime.now(UTC)))
     assert runner.catch_up() == len(runner.projections) * services.log.head()  # each view
     assert runner.position("participant_summary") == services.log.head()
@@ -96,13 +101,13 @@ def test_rebuild_gives_identical_rows_and_erasure_leaves_none(services):
     ids = [admit(services, n) for n in range(6)]
     for pid in ids[:3]:
         services.ledger.execute(pid, lambda p, policy: p.grant_privilege(
-            policy, by=BY, privilege="commissary", at=datetime.now(UTC), reason="earned"))
+            policy, by=staff(), privilege="commissary", at=datetime.now(UTC), reason="earned"))
         services.ledger.execute(pid, lambda p, policy: p.give_consent(
-            by=BY, recipient="Synthetic Parole", purpose="supervision",
+            by=staff(), recipient="Synthetic Parole", purpose="supervision",
             categories=["discharge"], at=datetime.now(UTC),
             expires_on=TODAY + timedelta(days=20)))
     services.ledger.execute(ids[0], lambda p, policy: p.correct_entry(
-        policy, by=BY, version=1, changes={"given_name": "Corrected"},
+        policy, by=staff(), version=1, changes={"given_name": "Corrected"},
         at=datetime.now(UTC), reason="misspelt"))
     runner.catch_up()
     services.ledger.erase(ids[1], Provenance("admin-1", "admin"), "retention ended")

@@ -11,7 +11,7 @@ import pytest
 from domain import community as c
 from domain.errors import DomainError
 from infra.wiring import build
-from tests.integration.test_concurrent_writers import BY, admit, infraction
+from tests.integration.test_concurrent_writers import admit, infraction, staff
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_rosters_and_single_writes_race_without_losing_either(two):
                 meeting = c.Session(f"G-{n}", "morning-meeting", "F-NORTH",
                                     datetime.now(UTC) - timedelta(hours=1))
                 outcomes = b.ledger.execute_each({pid: (
-                    lambda p, policy, s=meeting: c.record_attendance(p, s, by=BY,
+                    lambda p, policy, s=meeting: c.record_attendance(p, s, by=staff(),
                                                                      status="present"))
                     for pid in reversed(people)})
                 assert not any(isinstance(o, DomainError) for o in outcomes.values())

@@ -105,7 +105,7 @@ def test_a_record_adds_attendance_and_one_follow_up_per_window_to_the_statistics
                            reached=reached, outcomes=outcomes, reason="scheduled")
     counted = follow_ups_by_window(p.state)
     assert list(counted) == ["30d"] and counted["30d"]["reached"] is True
-    facts = contribution(p)
+    facts = contribution(p, policy)
     mine = [f[3:] for f in facts if f[3] in ("attendance", "follow_up", "follow_up_outcome")]
     assert ("attendance", "seminar/excused", 0) in mine and len(
         [f for f in mine if f[0] == "attendance"]) == 4
@@ -114,3 +114,25 @@ def test_a_record_adds_attendance_and_one_follow_up_per_window_to_the_statistics
     assert outcomes["30d/abstinent"] == 1 and outcomes["30d/relapsed"] == 0
     assert outcomes["30d/in_aftercare"] == 2  # unknown
     assert len(outcomes) == len(c.OUTCOMES)
+    # Each window's due date after the discharge, with whether it was followed up there:
+    # 2 reached, 1 attempted only, 0 not at all.
+    discharged = (now - timedelta(days=35)).date()
+    assert sorted((f[2], f[4], f[5]) for f in facts if f[3] == "follow_up_due") == sorted(
+        ((discharged + timedelta(days=w.days)).isoformat(), w.code, 2 if w.code == "30d" else 0)
+        for w in policy.follow_up_windows)
+
+
+def test_attendance_counts_under_the_session_facility_after_a_transfer(
+        admit: Callable[..., Participant], policy: ProgramPolicy, by: Provenance,
+        now: datetime) -> None:
+    p = admit()
+    home = p.state.facility
+    c.record_attendance(p, c.Session("G-1", "seminar", home, now - timedelta(days=3)), by=by,
+                        status="present")
+    p.transfer(by=by, facility="F-ELSEWHERE", unit="U-9", at=now - timedelta(days=1),
+               reason="moved")
+    c.record_attendance(p, c.Session("G-2", "seminar", "F-ELSEWHERE", now), by=by,
+                        status="late")
+    lines = sorted((f[1], f[4]) for f in contribution(p, policy) if f[3] == "attendance")
+    assert lines == [("F-ELSEWHERE", "seminar/late"), (home, "seminar/present")]
+    assert {f[1] for f in contribution(p, policy) if f[3] == "admission"} == {"F-ELSEWHERE"}

@@ -158,7 +158,7 @@ def test_peer_feedback_is_written_on_both_records_with_each_side_sealed(
     one, other = seals()
     feedback_id = c.record_peer_feedback(
         receiver, giver, by=by, kind="affirmation", behaviour="helped a newcomer",
-        observed_at=days_ago(1), reason="peer report", seals=(one, other))
+        observed_at=days_ago(1), reason="peer report", seals=lambda: (one, other))
     [received] = fresh(receiver)[1:]
     [given] = fresh(giver)[1:]
     assert (received.side, received.peer, received.feedback_id) == (
@@ -175,7 +175,7 @@ def test_peer_feedback_rules(admit: Callable[..., Participant], policy: ProgramP
     def feedback(to: Participant, frm: Participant, **kw: Any) -> str:
         fields = {"kind": "pull-up", "behaviour": "left the area untidy",
                   "observed_at": days_ago(1), "reason": "peer report", **kw}
-        return c.record_peer_feedback(to, frm, by=by, seals=seals(), **fields)
+        return c.record_peer_feedback(to, frm, by=by, seals=seals, **fields)
 
     for bad, rule_or_field in [
             (lambda: feedback(receiver, receiver), "from_participant"),
@@ -206,6 +206,31 @@ def test_peer_feedback_rules(admit: Callable[..., Participant], policy: ProgramP
     assert gone.value.rule == "peer-not-active"
 
 
+def test_a_refused_peer_command_never_makes_the_link(
+        admit: Callable[..., Participant], policy: ProgramPolicy, by: Provenance,
+        days_ago: DaysAgo) -> None:
+    """The link (and its key) is made only once every rule has passed."""
+    receiver, giver, elsewhere = admit(), admit(), admit(facility="SYN-FACILITY-B")
+    made: list[int] = []
+
+    def counted() -> tuple[c.PeerSeal, c.PeerSeal]:
+        made.append(1)
+        return seals()
+
+    for peer, kind in [(elsewhere, "pull-up"), (giver, "shout"), (receiver, "pull-up")]:
+        with pytest.raises((InvalidValue, RuleViolation)):
+            c.record_peer_feedback(receiver, peer, by=by, kind=kind, behaviour="late",
+                                   observed_at=days_ago(1), reason="peer report",
+                                   seals=counted)
+    with pytest.raises(RuleViolation):
+        c.assign_mentor(receiver, giver, policy, by=by, at=days_ago(1), reason="pairing",
+                        seals=counted)  # same stage: not senior
+    assert made == []
+    c.record_peer_feedback(receiver, giver, by=by, kind="affirmation", behaviour="kind",
+                           observed_at=days_ago(1), reason="peer report", seals=counted)
+    assert made == [1]
+
+
 def test_a_mentor_is_an_active_senior_of_the_same_facility(
         admit: Callable[..., Participant], in_phase_2: Participant, policy: ProgramPolicy,
         by: Provenance, days_ago: DaysAgo) -> None:
@@ -214,7 +239,7 @@ def test_a_mentor_is_an_active_senior_of_the_same_facility(
 
     def assign(mentor: Participant, who: Participant = mentee) -> str:
         return c.assign_mentor(who, mentor, policy, by=by, at=days_ago(1), reason="pairing",
-                               seals=seals())
+                               seals=seals)
 
     for mentor, rule in [(peer_same_stage, "mentor-not-senior"),
                          (elsewhere, "mentor-not-in-facility")]:
@@ -380,7 +405,7 @@ def test_a_joint_command_writes_both_records_or_neither(
         return ledger.execute_together([to, frm], lambda ps: {
             "feedback_id": c.record_peer_feedback(
                 ps[to], ps[frm], by=by, kind="affirmation", behaviour="kept the peace",
-                observed_at=days_ago(1), reason="peer report", seals=seals())})
+                observed_at=days_ago(1), reason="peer report", seals=seals)})
 
     results = feedback(a, b)
     assert results[a].version == 2 and results[b].version == 2
@@ -397,7 +422,7 @@ def test_erasure_destroys_the_keys_of_every_peer_link(
     one, other = seals()
     ledger.execute_together([a, b], lambda ps: c.record_peer_feedback(
         ps[a], ps[b], by=by, kind="pull-up", behaviour="late to group",
-        observed_at=days_ago(1), reason="peer report", seals=(one, other)))
+        observed_at=days_ago(1), reason="peer report", seals=lambda: (one, other)))
     ledger.execute(a, lambda p, pol: p.void_entry(
         pol, by=by, version=2, at=days_ago(0), reason="wrong resident"))
     ledger.erase(a, by, "retention period ended")
@@ -413,3 +438,39 @@ def test_records_are_locked_once_each_in_one_order_whatever_the_order_asked() ->
     a, b, same_stripe_as_a = UUID(int=5), UUID(int=3), UUID(int=5 + 256)
     assert live.locks([a, b]) == live.locks([b, a, same_stripe_as_a])
     assert len(live.locks([a, same_stripe_as_a])) == 1
+
+
+def test_a_discharge_ends_each_open_mentorship_on_both_records(
+        admit: Callable[..., Participant], in_phase_2: Participant, policy: ProgramPolicy,
+        by: Provenance, days_ago: DaysAgo) -> None:
+    mentee, mentor = admit(), in_phase_2
+    mentor_id = c.assign_mentor(mentee, mentor, policy, by=by, at=days_ago(5),
+                                reason="pairing", seals=seals)
+    assert c.mentorships_ending(mentor) == []  # nothing pending: nothing ends
+    # A discharge entered with a date before the mentorship began ends it on its first day.
+    mentor.discharge(policy, by=by, discharge_type="administrative-release",
+                     at=days_ago(10), reason="released")
+    assert [m["mentor_id"] for m in c.mentorships_ending(mentor)] == [mentor_id]
+    c.end_mentorships_with_discharge(mentor, {mentor_id: mentee})
+    started = days_ago(5).date().isoformat()
+    for p, why in ((mentor, "ended with this participant's discharge"),
+                   (mentee, "ended with the other participant's discharge")):
+        assert p.state.mentorships[mentor_id]["ended_on"] == started
+        ended = p.pending_events[-1]
+        assert isinstance(ended, ev.MentorEnded) and ended.reason == why
+    assert c.mentorships_ending(mentor) == []  # all ended now
+    # The other record erased (absent): only this side ends.
+    lone, senior = admit(), admit()
+    senior.promote(policy, by=Provenance("s", "supervisor", now=by.now), to_stage="phase-1",
+                   at=days_ago(3), reason="criteria met", override=True)
+    other = c.assign_mentor(lone, senior, policy, by=by, at=days_ago(1), reason="pairing",
+                            seals=seals)
+    lone.discharge(policy, by=by, discharge_type="administrative-release", at=days_ago(0),
+                   reason="released")
+    c.end_mentorships_with_discharge(lone, {})
+    assert lone.state.mentorships[other]["ended_on"] is not None
+    assert senior.state.mentorships[other]["ended_on"] is None
+    c.end_mentorship_of_erased_peer(senior, other, by)
+    assert senior.state.mentorships[other]["ended_on"] is not None
+    c.end_mentorship_of_erased_peer(senior, other, by)  # already ended: nothing more
+    assert sum(isinstance(e, ev.MentorEnded) for e in senior.pending_events) == 1

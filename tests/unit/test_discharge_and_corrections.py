@@ -148,6 +148,7 @@ def test_a_discharged_record_takes_corrections_consent_aftercare_and_holds(
     at = days_ago(1)
     consent_id = discharged.give_consent(by=by, recipient="SYN-PROBATION", purpose="aftercare",
                                          categories=["discharge"], at=at,
+                                         expires_on=at.date() + timedelta(days=365),
                                          expiry_event="end of supervision")
     discharged.revoke_consent(by=by, consent_id=consent_id, at=at, reason="withdrawn")
     discharged.send_aftercare_handoff(by=by, receiving_agency="SYN-AGENCY",

@@ -112,3 +112,23 @@ def test_a_new_review_is_stored_as_version_2(
     stored = ledger.recorder.select_events(positive_id)[-1]
     state = ledger.mapper.transcoder.decode(stored.state)
     assert (state["class_version"], state["medications"]) == (2, ["SYN-MED-A"])
+
+
+def test_a_group_session_stored_before_peer_led_groups_reads_as_staff_led(
+        ledger: TCLedger, policy: ProgramPolicy, by: Provenance, days_ago: DaysAgo) -> None:
+    """`GroupHeld` version 1 had no `peer_led`: every such session was led by staff."""
+    from domain.groups import GroupSession
+
+    session = GroupSession.hold(policy, by=by, facility="SYN-FACILITY-A", unit=None,
+                                kind="seminar", held_at=days_ago(1), duration_minutes=30,
+                                facilitator_staff_id="staff-f1")
+    [event] = session.collect_events()
+    stored = ledger.mapper.to_stored_event(event)
+    state = ledger.mapper.transcoder.decode(stored.state)
+    assert state.pop("class_version") == 2 and state.pop("peer_led") is False
+    ledger.recorder.insert_events([StoredEvent(
+        stored.originator_id, stored.originator_version, stored.topic,
+        ledger.mapper.transcoder.encode(state))])
+    read = ledger.group(session.id)  # not kept in memory: read from the store
+    assert (read.peer_led, read.facilitator_staff_id, read.kind) == (False, "staff-f1",
+                                                                     "seminar")
