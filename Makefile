@@ -17,7 +17,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
-	$(BIN)/ruff check domain infra api audit projections integrations
+	$(BIN)/ruff check domain infra api audit projections integrations bench
 	$(BIN)/mypy
 
 lint: $(STAMP)

@@ -26,7 +26,6 @@ All data is synthetic; the key-encryption key is random for each run.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import cProfile
 import io
@@ -34,9 +33,8 @@ import itertools
 import json
 import os
 import pstats
-import shutil
+import socket
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -55,7 +53,12 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
-from bench.live_server import DEFAULT_PG_URL, Server, bench_database  # noqa: E402
+from bench.live_server import (  # noqa: E402
+    DEFAULT_PG_URL,
+    Held,
+    Server,
+    on_throwaway_database,
+)
 
 FACILITY = "F-NORTH"
 PROGRAM = "tc-default"
@@ -509,13 +512,6 @@ def profile_app(services: Any, pids: list[UUID], seconds: float) -> str:
 
 # --- main -------------------------------------------------------------------------------
 
-@dataclass
-class Held:
-    """What must be released before the database is dropped."""
-    services: Any = None
-    server: Server | None = None
-
-
 def run(args: argparse.Namespace, dbname: str, url: str, kek: str, var_dir: Path,
         held: Held) -> None:
     from infra.settings import Settings
@@ -641,25 +637,10 @@ def main() -> int:
     args = parser.parse_args()
 
     from api.app import create_app  # noqa: F401  (import cost outside the timings)
-    from infra.logging import configure_logging
 
-    configure_logging("warning")
-    kek = base64.b64encode(os.urandom(32)).decode()  # synthetic, this run only
-    var_dir = Path(tempfile.mkdtemp(prefix="tcl_bench_"))
-    try:
-        with bench_database(args.pg_url) as (dbname, url):
-            held = Held()
-            try:
-                run(args, dbname, url, kek, var_dir, held)
-            finally:  # before the database is dropped
-                if held.server is not None:
-                    held.server.stop()
-                if held.services is not None:
-                    held.services.close()
-    finally:
-        shutil.rmtree(var_dir, ignore_errors=True)
+    on_throwaway_database(args.pg_url, "tcl_bench_", lambda dbname, url, kek, var_dir, held:
+                          run(args, dbname, url, kek, var_dir, held))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,15 +27,12 @@ each run.
 from __future__ import annotations
 
 import argparse
-import base64
 import cProfile
 import io
 import json
 import os
 import pstats
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -60,7 +57,7 @@ from commands import (
     Result,
     Server,
     admit_many,
-    bench_database,
+    on_throwaway_database,
     provenance,
 )
 
@@ -287,25 +284,10 @@ def main() -> int:
     args = parser.parse_args()
 
     from api.app import create_app  # noqa: F401  (import cost outside the timings)
-    from infra.logging import configure_logging
 
-    configure_logging("warning")
-    kek = base64.b64encode(os.urandom(32)).decode()  # synthetic, this run only
-    var_dir = Path(tempfile.mkdtemp(prefix="tcl_bench_"))
-    try:
-        with bench_database(args.pg_url) as (dbname, url):
-            held = Held()
-            try:
-                run(args, dbname, url, kek, var_dir, held)
-            finally:  # before the database is dropped
-                if held.server is not None:
-                    held.server.stop()
-                if held.services is not None:
-                    held.services.close()
-    finally:
-        shutil.rmtree(var_dir, ignore_errors=True)
+    on_throwaway_database(args.pg_url, "tcl_bench_", lambda dbname, url, kek, var_dir, held:
+                          run(args, dbname, url, kek, var_dir, held))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

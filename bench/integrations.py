@@ -35,8 +35,6 @@ All data is synthetic; the key-encryption key is random for each run.
 from __future__ import annotations
 
 import argparse
-import base64
-import contextlib
 import cProfile
 import http.client
 import io
@@ -44,9 +42,7 @@ import json
 import os
 import pstats
 import random
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -61,7 +57,12 @@ if str(ROOT) not in sys.path:
 import orjson  # noqa: E402
 import psycopg  # noqa: E402
 
-from bench.live_server import DEFAULT_PG_URL, Server, bench_database  # noqa: E402
+from bench.live_server import (  # noqa: E402
+    DEFAULT_PG_URL,
+    Held,
+    Server,
+    on_throwaway_database,
+)
 
 RECIPIENT = "Synthetic Parole Office"
 CATEGORIES = ("admission-and-status", "stage-progress", "sanctions", "drug-tests",
@@ -431,12 +432,6 @@ def checks(raw: dict[str, Any], passes: list[dict[str, Any]]) -> list[dict[str, 
 
 # --- main ---------------------------------------------------------------------------------
 
-@dataclass
-class Held:
-    services: Any = None
-    server: Server | None = None
-
-
 def run(args: argparse.Namespace, url: str, kek: str, var_dir: Path,
         held: Held) -> dict[str, Any]:
     from infra.settings import Settings
@@ -514,24 +509,9 @@ def main() -> int:
                         help="then cProfile the same paging in this process")
     args = parser.parse_args()
 
-    from infra.logging import configure_logging
-
-    configure_logging("warning")
-    kek = base64.b64encode(os.urandom(32)).decode()  # synthetic, this run only
-    var_dir = Path(tempfile.mkdtemp(prefix="tcl_bench_"))
-    try:
-        with bench_database(args.pg_url, prefix="tcl_bench_intg_") as (_, url):
-            held = Held()
-            try:
-                figures = run(args, url, kek, var_dir, held)
-            finally:  # before the database is dropped
-                if held.server is not None:
-                    held.server.stop()
-                if held.services is not None:
-                    with contextlib.suppress(Exception):
-                        held.services.close()
-    finally:
-        shutil.rmtree(var_dir, ignore_errors=True)
+    figures = on_throwaway_database(
+        args.pg_url, "tcl_bench_intg_",
+        lambda _dbname, url, kek, var_dir, held: run(args, url, kek, var_dir, held))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"figures written to {args.json}")

@@ -10,18 +10,22 @@ backlog left by the bench's own data generation does not compete with the measur
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -140,6 +144,43 @@ class Server:
             self._server.should_exit = True
             assert self._thread is not None
             self._thread.join(timeout=15)
+
+
+# --- a whole run ------------------------------------------------------------------------
+
+@dataclass
+class Held:
+    """What must be released before the database is dropped."""
+    services: Any = None
+    server: Server | None = None
+
+
+T = TypeVar("T")
+
+
+def on_throwaway_database(pg_url: str, prefix: str,
+                          run: Callable[[str, str, str, Path, Held], T]) -> T:
+    """Runs `run(dbname, url, kek, var_dir, held)` on a database and a data folder made for
+    this run only, with a synthetic key, and releases the server and the services it left
+    in `held` before both are thrown away, however the run ends."""
+    from infra.logging import configure_logging
+
+    configure_logging("warning")
+    kek = base64.b64encode(os.urandom(32)).decode()  # synthetic, this run only
+    var_dir = Path(tempfile.mkdtemp(prefix="tcl_bench_"))
+    try:
+        with bench_database(pg_url, prefix=prefix) as (dbname, url):
+            held = Held()
+            try:
+                return run(dbname, url, kek, var_dir, held)
+            finally:  # before the database is dropped
+                if held.server is not None:
+                    held.server.stop()
+                if held.services is not None:
+                    with contextlib.suppress(Exception):
+                        held.services.close()
+    finally:
+        shutil.rmtree(var_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
