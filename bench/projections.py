@@ -52,7 +52,6 @@ import random
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -73,7 +72,8 @@ if str(ROOT) not in sys.path:
 
 import psycopg  # noqa: E402
 
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+from bench.live_server import DEFAULT_PG_URL, Server, bench_database  # noqa: E402
+
 PROGRAM = "tc-default"
 FACILITIES = (("F-NORTH", 0.5), ("F-SOUTH", 0.3), ("F-EAST", 0.2))
 UNITS = 6
@@ -902,60 +902,6 @@ def profile_rebuild(services: Any, batch_size: int | None, seconds: float) -> st
 
 # --- HTTP ---------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def serve_main(port: int) -> None:
-    """--serve: the server process; settings come from TCLEDGER_* in the environment."""
-    import uvicorn
-
-    from api.app import create_app
-    from infra.logging import configure_logging
-    from infra.settings import Settings
-    from infra.wiring import build
-
-    configure_logging("warning")
-    services = build(Settings())
-    try:
-        uvicorn.run(create_app(services), host="127.0.0.1", port=port, log_level="warning",
-                    access_log=False)
-    finally:
-        services.close()
-
-
-class Server:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--serve", str(self.port)],
-            env={**os.environ, **env}, cwd=str(ROOT))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}")
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/health")
-                ok = conn.getresponse().status == 200
-                conn.close()
-                if ok:
-                    return
-            time.sleep(0.1)
-        raise RuntimeError("server did not become ready")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 class Client:
     def __init__(self, port: int, token: str) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -1016,23 +962,6 @@ def admitted_cursor(position: int) -> str:
 
 
 # --- main -----------------------------------------------------------------------------------
-
-def db_url(base: str, name: str) -> str:
-    head, _, _ = base.rpartition("/")
-    return f"{head}/{name}"
-
-
-@contextlib.contextmanager
-def bench_database(base_url: str) -> Iterator[tuple[str, str]]:
-    name = f"tcl_bench_proj_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base_url, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name, db_url(base_url, name)
-    finally:
-        with psycopg.connect(base_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 @dataclass
 class Held:
@@ -1264,7 +1193,7 @@ def run(args: argparse.Namespace, dbname: str, url: str, kek: str, var_dir: Path
     step(f"HTTP caseload: {args.requests} requests per query, counselor of {facility}")
     _, token = services.tokens.create(role="counselor", name="bench counselor",
                                       facility=facility)
-    server = held.server = Server({
+    server = held.server = Server("process", None, {
         "TCLEDGER_DATABASE_URL": url, "TCLEDGER_KEK": kek, "TCLEDGER_VAR_DIR": str(var_dir),
         "TCLEDGER_LOG_LEVEL": "warning"})
     client = Client(server.port, token)
@@ -1467,11 +1396,7 @@ def main() -> int:
                         help="also cProfile a cold rebuild (before the timed one): top 15")
     parser.add_argument("--profile-seconds", type=float, default=60.0,
                         help="how long the profiled rebuild runs")
-    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        serve_main(args.serve)
-        return 0
     if args.participants < 1 or args.events < 3 * args.participants:
         parser.error("--events must be at least 3 x --participants")
 
@@ -1484,7 +1409,7 @@ def main() -> int:
     kek = base64.b64encode(os.urandom(32)).decode()  # synthetic, this run only
     var_dir = Path(tempfile.mkdtemp(prefix="tcl_bench_proj_"))
     try:
-        with bench_database(args.pg_url) as (dbname, url):
+        with bench_database(args.pg_url, prefix="tcl_bench_proj_") as (dbname, url):
             held = Held()
             try:
                 figures = run(args, dbname, url, kek, var_dir, held)
