@@ -27,6 +27,7 @@ from eventsourcing.persistence import Mapper, Notification, OperationalError
 from domain.errors import ParticipantErased
 from domain.retention import RecordErased
 from infra.background import Repeating
+from infra.cipher import SYSTEM_KEYED_TOPIC_PREFIX
 from infra.log_reader import LogReader
 from infra.sql import SqlStore
 from projections.partitions import PARTS_TABLE, Part, PartitionedLog, claimed, part_rows
@@ -54,7 +55,7 @@ class LoggedEvent:
 
 
 # Log entries no view needs, left undecoded: the access log (audit.access) has its own index.
-UNREAD_TOPIC_PREFIXES = ("audit.access:",)
+UNREAD_TOPIC_PREFIXES = (SYSTEM_KEYED_TOPIC_PREFIX,)
 UNREAD = object()  # stands in for an entry that was not decoded (not None: None is "erased")
 
 
