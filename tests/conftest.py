@@ -109,3 +109,18 @@ def api(services: Services) -> Iterator[Api]:
                     raise_server_exceptions=False) as client:
         yield Api(client, services)
 
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A module-level Provenance keeps the moment the module was imported as its `now`, and
+    the domain refuses entries more than the clock skew ahead of it: in a suite longer
+    than that, such a module's tests fail for reasons of timing alone. Make one per
+    command instead (as the API does); this refuses the pattern at collection."""
+    from domain.provenance import Provenance
+
+    modules = {item.module for item in items if isinstance(item, pytest.Function)}
+    for module in modules:
+        kept = [name for name, value in vars(module).items() if isinstance(value, Provenance)]
+        if kept:
+            raise pytest.UsageError(f"{module.__name__} keeps a Provenance at module level "
+                                    f"({', '.join(kept)}): make one per command instead")

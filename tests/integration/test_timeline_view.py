@@ -11,13 +11,15 @@ from domain.provenance import Provenance
 from projections.timeline import describe, read_timeline
 from projections.wiring import build_runner
 
-BY = Provenance("staff-1", "counselor")
+def staff() -> Provenance:
+    """A fresh provenance each command: its `now` is the command's moment, as in the API."""
+    return Provenance("staff-1", "counselor")
 TODAY = datetime.now(UTC).date()
 
 
 def admit(services, n: int):
     return services.ledger.admit(
-        services.policies.get("tc-default"), BY, facility="F-NORTH", unit="U-1",
+        services.policies.get("tc-default"), staff(), facility="F-NORTH", unit="U-1",
         external_ids={"DOC": {"value": f"SYN-{n:05d}", "issuer": "F-NORTH"}},
         given_name=f"Orla{n}", family_name="Quillbyton", date_of_birth=date(1981, 3, 3),
         admitted_on=TODAY - timedelta(days=50), expected_release_on=TODAY + timedelta(days=200),
@@ -27,7 +29,7 @@ def admit(services, n: int):
 
 def infraction(services, pid, description: str, days_ago: int) -> None:
     services.ledger.execute(pid, lambda p, policy: p.record_infraction(
-        policy, by=BY, code="house-rule-lateness",
+        policy, by=staff(), code="house-rule-lateness",
         observed_at=datetime.now(UTC) - timedelta(days=days_ago), description=description,
         reason="seen by staff"))
 
@@ -38,7 +40,7 @@ def test_rows_hold_no_copy_of_what_the_events_say(services):
     infraction(services, pid, "late to the Vexmoor group", days_ago=1)
     infraction(services, pid, "late again", days_ago=20)  # a late entry: earlier fact
     services.ledger.execute(pid, lambda p, policy: p.void_entry(
-        by=BY, version=2, at=datetime.now(UTC), reason="entered in error"))
+        by=staff(), version=2, at=datetime.now(UTC), reason="entered in error"))
     runner.catch_up()
     rows = [dict(r) for r in services.store.fetch_all(
         "SELECT * FROM tcledger_timeline WHERE participant_id = ?", (str(pid),))]
