@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 from uuid import UUID
 
@@ -108,6 +109,14 @@ class SnapshotStore(Protocol):
     def discard(self, stream_id: UUID) -> None: ...
 
 
+class Later(Protocol):
+    """Where work that no answer waits for is done: after the write that made it due."""
+
+    def __call__(self, work: Callable[[], None]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class WriteResult:
     id: UUID
@@ -143,13 +152,24 @@ class TCLedger(Application[UUID]):
         self._given_mapper = mapper
         self._snapshot_store: SnapshotStore | None = None
         self._snapshot_interval = 0
+        self._snapshot_later: Later | None = None
         super().__init__(env)
 
-    def keep_snapshots(self, store: SnapshotStore, every: int) -> None:
+    def keep_snapshots(self, store: SnapshotStore, every: int, later: Later | None = None
+                       ) -> None:
         """Keeps a snapshot of a record each time `every` more events have been replayed
-        or written since the last one (0: never)."""
+        or written since the last one (0: never). With `later`, a snapshot a write made due
+        is made there, after the write has answered (a roster carrying 40 records past the
+        interval at once would otherwise replay 40 streams before its answer); without, at
+        once."""
         self._snapshot_store = store if every > 0 else None
         self._snapshot_interval = every
+        self._snapshot_later = later
+
+    def close(self) -> None:
+        if self._snapshot_later is not None:
+            self._snapshot_later.close()
+        super().close()
 
     def construct_mapper(self) -> Mapper[UUID]:
         if self._given_mapper is not None:
@@ -569,10 +589,17 @@ class TCLedger(Application[UUID]):
                 continue
             before = aggregate.version - saved.get(stream_id, 0)
             if aggregate.version // every > before // every:
-                try:
-                    self._load(UUID(str(stream_id)))  # keeps one if the replay was long
-                except Exception:  # the events are saved; a missing snapshot costs time only
-                    log.warning("snapshot_failed", exc_info=True)
+                work = partial(self._snapshot_from_stream, UUID(str(stream_id)))
+                if self._snapshot_later is None:
+                    work()
+                else:
+                    self._snapshot_later(work)
+
+    def _snapshot_from_stream(self, stream_id: UUID) -> None:
+        try:
+            self._load(stream_id)  # keeps one when the replay was long
+        except Exception:  # the events are saved; a missing snapshot costs time only
+            log.warning("snapshot_failed", exc_info=True)
 
     def _locked(self, ids: Sequence[UUID]) -> ExitStack:
         stack = ExitStack()

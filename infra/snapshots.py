@@ -26,8 +26,11 @@ import io
 import logging
 import os
 import pickle
+import queue
 import sys
+import threading
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 from importlib.metadata import version as installed_version
@@ -201,3 +204,38 @@ class ParticipantSnapshots:
             raise SnapshotUnusable("not the record it is filed as")
         record.defer_history(lambda: _history(events, version), last)
         return record
+
+
+class SnapshotsBehind:
+    """Makes the snapshots writes made due on one background thread, in order, after those
+    writes have answered. A snapshot is a cache: one not made (the process stopped first,
+    or the record was erased meanwhile) costs a longer cold read, nothing else; one made
+    just as its record is erased is sealed under a key that is already gone."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __call__(self, work: Callable[[], None]) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="snapshots",
+                                                daemon=True)
+                self._thread.start()
+            self._queue.put(work)
+
+    def _run(self) -> None:
+        while (work := self._queue.get()) is not None:
+            work()  # the work logs its own failures
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout=10)

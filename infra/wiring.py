@@ -24,7 +24,7 @@ from infra.log_reader import LogReader
 from infra.peers import PeerLinks
 from infra.recorders import LogEntry
 from infra.settings import Settings
-from infra.snapshots import ParticipantSnapshots
+from infra.snapshots import ParticipantSnapshots, SnapshotsBehind
 from infra.sql import SqlStore
 from infra.tokens import TokenStore
 
@@ -121,7 +121,8 @@ def build(settings: Settings) -> Services:
     store = SqlStore(ledger.factory.datastore,  # type: ignore[attr-defined]
                      postgres=settings.uses_postgres, create_tables=settings.create_tables)
     keys.attach(store)
-    ledger.keep_snapshots(ParticipantSnapshots(store, keys), settings.snapshot_interval)
+    ledger.keep_snapshots(ParticipantSnapshots(store, keys), settings.snapshot_interval,
+                          SnapshotsBehind())
     return Services(settings, policies, keys, ledger, store,
                     TokenStore(store, settings.token_cache_seconds),
                     IdempotencyStore(store), generated, FieldSealer(keys), BlindIndex(keys))

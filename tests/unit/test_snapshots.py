@@ -122,3 +122,42 @@ def test_erasure_discards_the_snapshot(ledger: TCLedger, snapshots: FakeSnapshot
     assert pid in snapshots.kept
     ledger.erase(pid, by, "retention period ended")
     assert snapshots.discarded == [pid] and pid not in snapshots.kept
+
+
+class Queued:
+    """A `later` that holds the work until the test runs it."""
+
+    def __init__(self) -> None:
+        self.work: list[Callable[[], None]] = []
+        self.closed = False
+
+    def __call__(self, work: Callable[[], None]) -> None:
+        self.work.append(work)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_snapshot_a_write_made_due_is_made_later_not_before_the_answer(
+        ledger: TCLedger, pid: UUID, by: Provenance,
+        days_ago: Callable[[float], datetime]) -> None:
+    store, later = FakeSnapshots(), Queued()
+    ledger.keep_snapshots(store, 5, later)
+    grow(ledger, pid, by, days_ago(1), 4)  # version 5: due
+    assert store.keeps == [] and len(later.work) == 1  # the write answered without it
+    later.work.pop()()
+    assert store.keeps == [(pid, 5)]
+    ledger.close()
+    assert later.closed
+
+
+def test_snapshots_behind_runs_work_in_order_and_stops_on_close() -> None:
+    from infra.snapshots import SnapshotsBehind
+
+    behind, done = SnapshotsBehind(), []
+    for n in range(5):
+        behind(lambda n=n: done.append(n))
+    behind.close()
+    assert done == [0, 1, 2, 3, 4]
+    behind(lambda: done.append(99))  # after close: dropped, not run
+    assert done == [0, 1, 2, 3, 4]
