@@ -171,11 +171,11 @@ class WebhookWorker:
             except (ParticipantErased, ParticipantNotFound):
                 withheld.extend((d, "the participant's record was erased") for d in group)
                 continue
-            keep = [d for d in group
-                    if permitted.consent_for(d.category, d.version) is not None]
+            judged = [(d, permitted.consent_for(d.category, d.version) is not None)
+                      for d in group]
+            keep = [d for d, covered in judged if covered]
             withheld.extend((d, "no consent in force for this recipient and category")
-                            for d in group
-                            if permitted.consent_for(d.category, d.version) is None)
+                            for d, covered in judged if not covered)
             if keep:
                 sendable.append(keep)
         self.deliveries.withhold(self.owner, withheld)
