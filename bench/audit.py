@@ -25,8 +25,6 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -39,6 +37,7 @@ from audit import merkle  # noqa: E402
 from audit.ledger import EventRows  # noqa: E402
 from audit.verify import verify  # noqa: E402
 from audit.wiring import build_ledger  # noqa: E402
+from bench.live_server import bench_database  # noqa: E402
 from infra.settings import Settings  # noqa: E402
 from infra.wiring import build  # noqa: E402
 
@@ -50,18 +49,6 @@ KEK = "q6p0cWq7dH1oJ7rN3Jm1d8m0YyV2b2c0b3d4ZTVmNjc="  # synthetic, benchmarks on
 
 def step(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-@contextmanager
-def bench_database(base_url: str) -> Iterator[str]:
-    name = f"tcl_bench_audit_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield base_url.rpartition("/")[0] + "/" + name
-    finally:
-        with psycopg.connect(base_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def raw_insert_rate(url: str, seconds: float) -> float:
@@ -115,7 +102,8 @@ def percentile(values: list[float], p: float) -> float:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = {"leaves": args.leaves}
-    with bench_database(args.url) as url, TemporaryDirectory() as var:
+    with bench_database(args.url, prefix="tcl_bench_audit_") as (_, url), \
+            TemporaryDirectory() as var:
         services = build(Settings(database_url=url, var_dir=Path(var), kek=KEK))
         try:
             table = services.ledger.recorder.events_table_name  # type: ignore[attr-defined]

@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,11 +30,11 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import httpx
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from audit.wiring import build_access_log  # noqa: E402
+from bench.live_server import bench_database  # noqa: E402
 from domain.provenance import Provenance  # noqa: E402
 from infra.settings import Settings  # noqa: E402
 from infra.wiring import build  # noqa: E402
@@ -60,18 +59,6 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
 
 def step(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-@contextmanager
-def bench_database(base_url: str) -> Iterator[str]:
-    name = f"tcl_bench_webhooks_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield base_url.rpartition("/")[0] + "/" + name
-    finally:
-        with psycopg.connect(base_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
@@ -147,7 +134,8 @@ def main() -> int:
     args = parser.parse_args()
     base = os.environ.get("TCLEDGER_BENCH_PG_URL",
                           "postgresql://postgres@127.0.0.1:5432/postgres")
-    with bench_database(base) as url, TemporaryDirectory() as tmp, receiver() as target:
+    with bench_database(base, prefix="tcl_bench_webhooks_") as (_, url), \
+            TemporaryDirectory() as tmp, receiver() as target:
         settings = Settings(database_url=url, kek=KEK, var_dir=Path(tmp),
                             webhook_concurrency=args.concurrency)
         services = build(settings)
